@@ -1,0 +1,52 @@
+"""Records and index kept in step: every save writes the sidecar, then the index row."""
+
+from __future__ import annotations
+
+from .errors import AmbiguousModelError, ModelNotFoundError
+from .index import IndexStore
+from .layout import LEGACY_FOLDERS, MODEL_TYPES
+from .records import ModelRecord, RecordStore
+
+
+class Catalog:
+    """The one way to save or look up a record."""
+
+    def __init__(self, records: RecordStore, index: IndexStore) -> None:
+        self.records = records
+        self.index = index
+
+    def save(self, record: ModelRecord) -> ModelRecord:
+        """Write the sidecar (the truth), then refresh the index row from it."""
+        self.records.write(record)
+        self.index.upsert(record, self.records.sidecar_path(record).stat().st_mtime_ns)
+        return record
+
+    def find(self, query: str, model_type: str | None = None) -> ModelRecord:
+        """One model by ``type/name``, name, bare filename, alias, or hash prefix (8+ hex digits).
+
+        Raises:
+            `ModelNotFoundError`: nothing matches.
+            `AmbiguousModelError`: several models match; the message lists them.
+        """
+        matches = self.find_all(query, model_type)
+        if not matches:
+            raise ModelNotFoundError(f"no model matches {query!r}")
+        if len(matches) > 1:
+            names = ", ".join(m.display() for m in matches[:10])
+            raise AmbiguousModelError(f"{query!r} matches several models: {names}")
+        return matches[0]
+
+    def find_all(self, query: str, model_type: str | None = None) -> list[ModelRecord]:
+        """Every model matching ``query``, trying the most specific kind of match first."""
+        first, _, rest = query.partition("/")
+        first = LEGACY_FOLDERS.get(first, first)
+        if rest and model_type is None and first in MODEL_TYPES:
+            found = self.index.by_name(rest, first)
+            if found:
+                return found
+        for lookup in (self.index.by_name, self.index.by_alias):
+            found = lookup(query, model_type)
+            if found:
+                return found
+        found = self.index.by_hash(query)
+        return [r for r in found if model_type is None or r.type == model_type]

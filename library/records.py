@@ -1,0 +1,176 @@
+"""Sidecar records: ``<model>.shelf.json`` beside each model, the library's source of truth.
+
+`RecordStore` is the only writer of sidecars. Paths inside a record are relative to the folder
+holding the sidecar, so moving the whole library root (or mounting it elsewhere) keeps every
+record valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from .errors import RecordError
+from .fsutil import atomic_write_bytes
+from .hashing import Hashes
+from .layout import MODEL_TYPES, SIDECAR_SUFFIX, Layout, is_shelf_file
+from .probe import ProbeResult
+
+SCHEMA_VERSION = 1
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class ModelKind(str, Enum):
+    """How a model is laid out on disk."""
+
+    FILE = "file"
+    FOLDER = "folder"  # a diffusers folder or any folder model
+    SHARDED = "sharded"  # model-00001-of-0000N.safetensors side by side
+
+
+class HashState(str, Enum):
+    """Whether full digests are known yet (a move import records a fingerprint first)."""
+
+    PENDING = "pending"
+    HASHED = "hashed"
+
+
+class Health(str, Enum):
+    """What the last check found."""
+
+    OK = "ok"
+    CORRUPTED = "corrupted"
+    MISSING = "missing"
+
+
+class SourceRef(BaseModel):
+    """Where a model can be fetched again."""
+
+    kind: Literal["huggingface", "civitai", "url", "file", "peer"]
+    url: str
+    repo_id: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    model_id: int | None = None
+    version_id: int | None = None
+    added_at: datetime = Field(default_factory=utc_now)
+
+
+class FileEntry(BaseModel):
+    """One file of a model; ``path`` is relative to the sidecar's folder, POSIX separators."""
+
+    path: str
+    size: int
+    mtime_ns: int = 0
+    hashes: Hashes = Field(default_factory=dict)
+
+
+class Usage(BaseModel):
+    count: int = 0
+    last_used: datetime | None = None
+
+
+class ModelRecord(BaseModel):
+    """Everything the library knows about one model."""
+
+    schema_version: int = SCHEMA_VERSION
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    type: str
+    name: str = Field(
+        description="Path under the type folder, POSIX separators, as ComfyUI lists it"
+    )
+    kind: ModelKind = ModelKind.FILE
+    size: int = 0
+    files: list[FileEntry] = Field(default_factory=list)
+    hashes: Hashes = Field(default_factory=dict)
+    hash_state: HashState = HashState.PENDING
+    health: Health = Health.OK
+    health_detail: str | None = None
+    sources: list[SourceRef] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    probe: ProbeResult = Field(default_factory=ProbeResult)
+    usage: Usage = Field(default_factory=Usage)
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+    verified_at: datetime | None = None
+
+    @property
+    def sha256(self) -> str | None:
+        return self.hashes.get("sha256")
+
+    def display(self) -> str:
+        return f"{self.type}/{self.name}"
+
+
+class RecordStore:
+    """Reads and writes sidecars under one `Layout`. The one writer of ``*.shelf.json``."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    def sidecar_path(self, record: ModelRecord) -> Path:
+        return self.layout.sidecar_for(self.layout.model_path(record.type, record.name))
+
+    def model_path(self, record: ModelRecord) -> Path:
+        return self.layout.model_path(record.type, record.name)
+
+    def file_paths(self, record: ModelRecord) -> list[Path]:
+        """Absolute paths of every file of the model."""
+        folder = self.sidecar_path(record).parent
+        return [folder / Path(entry.path) for entry in record.files]
+
+    def write(self, record: ModelRecord) -> ModelRecord:
+        """Write the sidecar atomically (``updated_at`` refreshed) and return the record."""
+        record.updated_at = utc_now()
+        data = record.model_dump_json(indent=2, exclude_none=False).encode() + b"\n"
+        atomic_write_bytes(self.sidecar_path(record), data)
+        return record
+
+    def read(self, sidecar: Path) -> ModelRecord:
+        """Load one sidecar; type and name come from where it sits, not from its content.
+
+        Raises:
+            `RecordError`: unreadable JSON or a schema violation, naming the file.
+        """
+        try:
+            raw = json.loads(sidecar.read_bytes())
+            record = ModelRecord.model_validate(raw)
+        except (OSError, ValueError, ValidationError) as exc:
+            raise RecordError(f"bad record {sidecar}: {exc}", path=str(sidecar)) from exc
+        model_type, name = self.layout.split(self.layout.model_for_sidecar(sidecar))
+        if (record.type, record.name) != (model_type, name):
+            # The library was relocated or the pair renamed by hand: the location wins.
+            record.type, record.name = model_type, name
+        return record
+
+    def delete_sidecar(self, record: ModelRecord) -> None:
+        self.sidecar_path(record).unlink(missing_ok=True)
+
+    def iter_sidecars(self) -> Iterator[Path]:
+        """Every sidecar under every type folder (recursive, our temporaries skipped)."""
+        for model_type in MODEL_TYPES:
+            top = self.layout.root / model_type
+            stack = [top]
+            while stack:
+                folder = stack.pop()
+                try:
+                    entries = list(os.scandir(folder))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                for entry in entries:
+                    if entry.name.endswith(SIDECAR_SUFFIX):
+                        yield Path(entry.path)
+                    elif entry.is_dir(follow_symlinks=False) and not is_shelf_file(entry.name):
+                        stack.append(Path(entry.path))
