@@ -10,6 +10,7 @@ three at about the speed of sha256 alone.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -81,6 +82,10 @@ class MultiHasher:
         ]
         self._pending: deque[list[Future[None]]] = deque()
 
+    @property
+    def has_threads(self) -> bool:
+        return bool(self._threaded)
+
     def update(self, chunk: bytes | memoryview) -> None:
         """Add ``chunk`` to every digest.
 
@@ -150,10 +155,12 @@ def hash_stream(
         `HashCancelled`: ``cancel`` was set.
         `StorageFullError`: writing to ``sink`` hit a full disk.
     """
-    ring = [bytearray(HASH_CHUNK_BYTES) for _ in range(_MAX_IN_FLIGHT + 1)]
-    views = [memoryview(buf) for buf in ring]
     size = 0
     with MultiHasher(algorithms) as hasher:
+        # Chunks in flight on digest threads must not be overwritten, hence a ring of buffers;
+        # with no threads (xxh3 alone: verify) one buffer that stays warm in the CPU cache.
+        ring_size = _MAX_IN_FLIGHT + 1 if hasher.has_threads else 1
+        views = [memoryview(bytearray(HASH_CHUNK_BYTES)) for _ in range(ring_size)]
         turn = 0
         while True:
             if cancel is not None and cancel.is_set():
@@ -169,7 +176,7 @@ def hash_stream(
             size += n
             if progress is not None:
                 progress(n)
-            turn = (turn + 1) % len(ring)
+            turn = (turn + 1) % ring_size
         return HashResult(hashes=hasher.hexdigests(), size=size)
 
 
@@ -182,6 +189,8 @@ def hash_file(
 ) -> HashResult:
     """Hash one file in a single read. See `hash_stream` for arguments and errors."""
     with open(path, "rb", buffering=0) as handle:
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)  # deeper readahead
         return hash_stream(handle, algorithms=algorithms, progress=progress, cancel=cancel)
 
 

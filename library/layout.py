@@ -93,7 +93,7 @@ def safe_name(name: str) -> str:
     """
     raw = unicodedata.normalize("NFC", name.strip())
     parts_in = raw.replace("\\", "/").split("/")
-    if not raw or raw.startswith("/") or re.match(r"^[A-Za-z]:", raw):
+    if not raw or raw.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", raw):
         raise UnsafeNameError(f"unsafe model name {name!r}: must be a relative name")
     if any(part == ".." for part in parts_in):
         raise UnsafeNameError(f"unsafe model name {name!r}: '..' would leave the library folder")

@@ -1,0 +1,124 @@
+"""Shared fixtures: real folders, real SQLite, real model files, real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from model_shelf.library import Shelf
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves a thread of ours running (watchdog's habit, see STYLE.md)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [
+        t
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and t.name.startswith(("shelf-", "model-shelf"))
+    ]
+    for thread in leaked:
+        thread.join(timeout=5)
+    still = [t.name for t in leaked if t.is_alive()]
+    assert not still, f"threads left running: {still}"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "library"
+
+
+@pytest.fixture
+def shelf(root: Path) -> Iterator[Shelf]:
+    with Shelf.open(root) as opened:
+        yield opened
+
+
+ModelFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def make_model(tmp_path: Path) -> ModelFactory:
+    """Write a real safetensors file; keys and shapes say what architecture it looks like."""
+    counter = iter(range(1_000_000))
+
+    def make(
+        name: str | None = None,
+        folder: Path | None = None,
+        tensors: dict[str, np.ndarray] | None = None,
+        seed: int | None = None,
+    ) -> Path:
+        n = next(counter)
+        target = (folder or tmp_path / "incoming") / (name or f"model-{n}.safetensors")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed if seed is not None else n)
+        save_file(
+            tensors
+            or {
+                "lora_unet_down_blocks_0.lora_up.weight": rng.standard_normal((8, 4)).astype(
+                    np.float16
+                ),
+                "lora_unet_down_blocks_0.lora_down.weight": rng.standard_normal((4, 8)).astype(
+                    np.float16
+                ),
+            },
+            str(target),
+        )
+        return target
+
+    return make
+
+
+def write_big_safetensors(path: Path, size: int) -> Path:
+    """A valid safetensors file of ``size`` bytes made sparse (instant to create).
+
+    One U8 tensor fills everything after the header; its bytes read as zeros.
+    """
+    header_len = 256  # fixed, padded with spaces as the format allows; a multiple of 8
+    data_len = size - 8 - header_len
+    header = {"blob": {"dtype": "U8", "shape": [data_len], "data_offsets": [0, data_len]}}
+    raw = json.dumps(header).encode().ljust(header_len, b" ")
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(raw)) + raw)
+        handle.truncate(size)
+    return path
+
+
+def run_cli(root: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m model_shelf --root ROOT ARGS`` as a user would, output piped."""
+    env = {k: v for k, v in os.environ.items() if k != "MODEL_SHELF_ROOT"}
+    result = subprocess.run(
+        [sys.executable, "-m", "model_shelf", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"CLI {args} failed: {result.stderr}")
+    return result
+
+
+def tree_snapshot(top: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``top`` with (size, mtime_ns), minus the state folder (SQLite touches
+    its WAL on every read): compare before/after to prove an operation changed nothing."""
+    snapshot = {}
+    if top.exists():
+        for path in sorted(top.rglob("*")):
+            if path.is_file() and ".shelf" not in path.relative_to(top).parts:
+                stat = path.stat()
+                snapshot[str(path.relative_to(top))] = (stat.st_size, stat.st_mtime_ns)
+    return snapshot
