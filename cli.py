@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,8 +35,18 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
         return
     from tqdm import tqdm
 
+    # A terminal reporting a 0x0 size (a bare pty, some CI consoles) would make tqdm draw
+    # nothing; shutil falls back to $COLUMNS/$LINES or 80x24.
+    size = shutil.get_terminal_size()
     with tqdm(
-        total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, leave=False
+        total=total,
+        desc=label,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        leave=False,
+        ncols=min(size.columns, 120),
+        nrows=size.lines,
     ) as bar:
         yield bar.update
 

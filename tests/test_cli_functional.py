@@ -88,3 +88,46 @@ def test_root_from_environment(tmp_path, make_model, monkeypatch):
         capture_output=True,
     )
     assert (lib / "vae" / src.name).is_file()
+
+
+def test_progress_bar_on_a_terminal(root, tmp_path):
+    """Under a real pseudo-terminal, a long import draws a progress bar on stderr."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from conftest import write_big_safetensors
+
+    src = write_big_safetensors(tmp_path / "big.safetensors", 256 * 1024 * 1024)
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "model_shelf",
+            "--root",
+            str(root),
+            "import",
+            str(src),
+            "--type",
+            "checkpoints",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the process closed its end
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0
+    text = output.decode(errors="replace")
+    assert "import big.safetensors" in text and "%|" in text, repr(text)  # tqdm bar
