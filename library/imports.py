@@ -11,7 +11,7 @@ import errno
 import os
 import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -25,7 +25,6 @@ from .errors import (
     UnsupportedModeError,
 )
 from .fsutil import (
-    fsync_dir,
     place_no_clobber,
     remove_path,
     require_free_space,
@@ -295,48 +294,16 @@ class Importer:
         """Copy with hashing into temporaries, fsync, then place. Returns digests by source key."""
         require_free_space(target, unit.size, FREE_SPACE_MARGIN)
         digests: dict[str, Hashes] = {}
-        if unit.kind is ModelKind.FOLDER:
-            tmp_dir = temp_sibling(target)
-            try:
-                for src, dst in placements:
-                    tmp_file = tmp_dir / dst.relative_to(target)
-                    tmp_file.parent.mkdir(parents=True, exist_ok=True)
-                    digests[_source_key(unit, src)] = _copy_file(src, tmp_file, progress)
-                place_no_clobber(tmp_dir, target)
-            finally:
-                if tmp_dir.exists():
-                    remove_path(tmp_dir)
-            return digests
-        temps: list[tuple[Path, Path]] = []
-        try:
-            for src, dst in placements:
-                tmp = temp_sibling(dst)
-                temps.append((tmp, dst))
-                digests[_source_key(unit, src)] = _copy_file(src, tmp, progress)
-            for tmp, dst in temps:
-                place_no_clobber(tmp, dst)
-        finally:
-            for tmp, _ in temps:
-                tmp.unlink(missing_ok=True)
+
+        def copy(src: Path, tmp: Path) -> None:
+            digests[_source_key(unit, src)] = _copy_file(src, tmp, progress)
+
+        _place_through_temps(unit, target, placements, copy)
         return digests
 
     def _link(self, unit: ModelUnit, target: Path, placements: list[tuple[Path, Path]]) -> None:
         try:
-            if unit.kind is ModelKind.FOLDER:
-                tmp_dir = temp_sibling(target)
-                try:
-                    for src, dst in placements:
-                        tmp_file = tmp_dir / dst.relative_to(target)
-                        tmp_file.parent.mkdir(parents=True, exist_ok=True)
-                        os.link(src, tmp_file)
-                    place_no_clobber(tmp_dir, target)
-                finally:
-                    if tmp_dir.exists():
-                        remove_path(tmp_dir)
-            else:
-                for src, dst in placements:
-                    os.link(src, dst)
-                fsync_dir(target.parent)
+            _place_through_temps(unit, target, placements, os.link)
         except OSError as exc:
             if exc.errno in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
                 raise UnsupportedModeError(
@@ -424,6 +391,42 @@ class Importer:
             aliases=[a for a in aliases if a != name],
         )
         return self.catalog.save(record) if save else record
+
+
+def _place_through_temps(
+    unit: ModelUnit,
+    target: Path,
+    placements: list[tuple[Path, Path]],
+    make_file: Callable[[Path, Path], object],
+) -> None:
+    """Build every file at a temporary name with ``make_file(src, tmp)``, then place them all.
+
+    A folder model is built inside one temporary folder renamed at the end, so it appears
+    whole or not at all; the files of a sharded set each get a temporary sibling. Temporaries
+    are removed on any failure.
+    """
+    if unit.kind is ModelKind.FOLDER:
+        tmp_dir = temp_sibling(target)
+        try:
+            for src, dst in placements:
+                tmp_file = tmp_dir / dst.relative_to(target)
+                tmp_file.parent.mkdir(parents=True, exist_ok=True)
+                make_file(src, tmp_file)
+            place_no_clobber(tmp_dir, target)
+        finally:
+            if tmp_dir.exists():
+                remove_path(tmp_dir)
+        return
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for src, dst in placements:
+            temps.append((temp_sibling(dst), dst))
+            make_file(src, temps[-1][0])
+        for tmp, dst in temps:
+            place_no_clobber(tmp, dst)
+    finally:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
 
 
 def _copy_file(src: Path, dst: Path, progress: ProgressFn | None) -> Hashes:

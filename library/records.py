@@ -8,9 +8,7 @@ record valid.
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -21,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 from .errors import RecordError
 from .fsutil import atomic_write_bytes
 from .hashing import Hashes
-from .layout import MODEL_TYPES, SIDECAR_SUFFIX, Layout, is_shelf_file
+from .layout import Layout
 from .probe import ProbeResult
 
 SCHEMA_VERSION = 1
@@ -157,20 +155,3 @@ class RecordStore:
 
     def delete_sidecar(self, record: ModelRecord) -> None:
         self.sidecar_path(record).unlink(missing_ok=True)
-
-    def iter_sidecars(self) -> Iterator[Path]:
-        """Every sidecar under every type folder (recursive, our temporaries skipped)."""
-        for model_type in MODEL_TYPES:
-            top = self.layout.root / model_type
-            stack = [top]
-            while stack:
-                folder = stack.pop()
-                try:
-                    entries = list(os.scandir(folder))
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                for entry in entries:
-                    if entry.name.endswith(SIDECAR_SUFFIX):
-                        yield Path(entry.path)
-                    elif entry.is_dir(follow_symlinks=False) and not is_shelf_file(entry.name):
-                        stack.append(Path(entry.path))

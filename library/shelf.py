@@ -20,7 +20,7 @@ from .index import IndexStore, SortOrder
 from .layout import Layout, check_type
 from .records import HashState, ModelRecord, RecordStore, SourceRef
 from .removal import Remover
-from .sync import Reconciler, SyncReport
+from .sync import Reconciler, SyncReport, scan_folders
 from .verify import Verifier, VerifyResult
 
 
@@ -165,9 +165,9 @@ class Shelf:
         """
         self.index.clear()
         good = []
-        for sidecar in self.records.iter_sidecars():
+        for sidecar, mtime_ns in scan_folders(self.layout).sidecars.items():
             try:
-                good.append((self.records.read(sidecar), sidecar.stat().st_mtime_ns))
+                good.append((self.records.read(sidecar), mtime_ns))
             except RecordError:
                 continue
         count = self.index.upsert_many(good)
