@@ -21,6 +21,16 @@ class Catalog:
         self.index.upsert(record, self.records.sidecar_path(record).stat().st_mtime_ns)
         return record
 
+    def create(self, record: ModelRecord) -> ModelRecord:
+        """Like `save`, for a record that must be new; never replaces another's sidecar.
+
+        Raises:
+            `NameClashError`: a sidecar already exists for that model.
+        """
+        self.records.create(record)
+        self.index.upsert(record, self.records.sidecar_path(record).stat().st_mtime_ns)
+        return record
+
     def find(self, query: str, model_type: str | None = None) -> ModelRecord:
         """One model by ``type/name``, name, bare filename, alias, or hash prefix (8+ hex digits).
 

@@ -75,6 +75,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def atomic_create_bytes(path: Path, data: bytes) -> None:
+    """Like `atomic_write_bytes`, but never replaces an existing file.
+
+    Raises:
+        `NameClashError`: ``path`` already exists (another writer got there first).
+        `StorageFullError`: the disk filled up.
+    """
+    tmp = temp_sibling(path)
+    try:
+        with storage_errors(path), open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        place_no_clobber(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def place_no_clobber(src: Path, final: Path) -> None:
     """Rename ``src`` to ``final`` on the same filesystem, refusing to replace anything.
 

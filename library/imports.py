@@ -271,7 +271,9 @@ class Importer:
         )
         if problem is not None:
             record.health, record.health_detail = Health.CORRUPTED, problem
-        return self.catalog.save(record)
+        # Another process may be importing this very file and about to write its full record
+        # (sources, aliases, digests): a bare record found by a scan must never replace it.
+        return self.catalog.create(record)
 
     # -- placement -----------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from .errors import RecordError
-from .fsutil import atomic_write_bytes
+from .fsutil import atomic_create_bytes, atomic_write_bytes
 from .hashing import Hashes
 from .layout import Layout
 from .probe import ProbeResult
@@ -132,8 +132,17 @@ class RecordStore:
     def write(self, record: ModelRecord) -> ModelRecord:
         """Write the sidecar atomically (``updated_at`` refreshed) and return the record."""
         record.updated_at = utc_now()
-        data = record.model_dump_json(indent=2, exclude_none=False).encode() + b"\n"
-        atomic_write_bytes(self.sidecar_path(record), data)
+        atomic_write_bytes(self.sidecar_path(record), _encode(record))
+        return record
+
+    def create(self, record: ModelRecord) -> ModelRecord:
+        """Write a sidecar that must not exist yet.
+
+        Raises:
+            `NameClashError`: a record is already there (another process wrote it first).
+        """
+        record.updated_at = utc_now()
+        atomic_create_bytes(self.sidecar_path(record), _encode(record))
         return record
 
     def read(self, sidecar: Path) -> ModelRecord:
@@ -155,3 +164,7 @@ class RecordStore:
 
     def delete_sidecar(self, record: ModelRecord) -> None:
         self.sidecar_path(record).unlink(missing_ok=True)
+
+
+def _encode(record: ModelRecord) -> bytes:
+    return record.model_dump_json(indent=2).encode() + b"\n"

@@ -202,3 +202,20 @@ def test_probe_results_are_recorded(shelf, make_model):
     assert record.probe.architecture == "flux"
     assert record.probe.parameter_count == 18
     assert record.probe.dtypes == {"F16": 1, "F32": 1}
+
+
+def test_a_scan_never_replaces_a_fuller_record(shelf, make_model):
+    """Another process's scan may find a freshly placed file before its importer wrote the
+    record: registering it in place must not overwrite the importer's record."""
+    from model_shelf.library.imports import find_unit
+
+    src = make_model()
+    record = shelf.import_model(src, "loras", ImportMode.COPY, name="full.safetensors")
+    record.aliases = ["from-a-workflow.safetensors"]
+    shelf.catalog.save(record)
+
+    with pytest.raises(NameClashError):
+        shelf.importer.register_in_place(find_unit(shelf.root / "loras" / "full.safetensors"))
+
+    kept = shelf.find("full.safetensors")
+    assert kept.id == record.id and kept.aliases == ["from-a-workflow.safetensors"]
