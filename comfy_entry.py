@@ -1,35 +1,189 @@
 """Start Model Shelf inside a running ComfyUI. Only ``__init__.py`` calls this.
 
-The library is opened on a background thread: the start-up sync touches the disk and ComfyUI's
-own start must not wait for it.
+`start` runs on ComfyUI's thread while it imports node packs, so it does only what is cheap and
+cannot hang: read this install's settings, pick the library root, and install the
+``folder_paths`` wrappers (pass-through until the library is open; installing them here, on
+ComfyUI's thread, means no race with another pack wrapping the same functions). Everything that
+touches the library root, which may be a slow or missing network share, runs on a background
+thread: wait for the root, open the library (its start-up sync), register the type folders,
+then start the change feed and the usage recorder.
+
+Nothing is kept in module globals: `start` returns a `ComfyRuntime` holding it all.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from .library import Shelf, ShelfError
+from .library.change_feed import ChangeFeed, LibraryListener
+from .library.comfy_paths import FolderPathsBridge, Hooks, install_hooks
+from .library.comfy_settings import ComfySettings, load_comfy_settings
 from .library.settings import resolve_root
+from .library.usage import UsageRecorder
 
 log = logging.getLogger("model_shelf")
 
+ROOT_RETRY_SECONDS = 5.0
+"""How often a missing library root (a drive not mounted yet) is looked for again."""
 
-def start() -> threading.Thread:
-    """Open the library root in the background; returns the thread doing it."""
-    folder_paths = sys.modules["folder_paths"]
-    root = resolve_root(None, comfy_base=Path(folder_paths.base_path))
+SendFn = Callable[[str, Any], None]
 
-    def open_library() -> None:
+
+class PageNotifier:
+    """Tells open ComfyUI pages about library changes over the websocket (``send_sync``)."""
+
+    def __init__(self, send: SendFn) -> None:
+        self.send = send
+        self._available: bool | None = None
+
+    def library_changed(self, types: frozenset[str]) -> None:
+        self._send("model-shelf.library-changed", {"types": sorted(types)})
+
+    def root_changed(self, available: bool) -> None:
+        if available != self._available:
+            self._available = available
+            self._send("model-shelf.root", {"available": available})
+
+    def _send(self, event: str, data: dict[str, Any]) -> None:
         try:
-            shelf = Shelf.open(root)
-        except ShelfError as exc:
-            log.error("Model Shelf: library at %s unavailable: %s", root, exc)
-            return
-        log.info("Model Shelf: library at %s, %d models", root, shelf.index.count())
+            self.send(event, data)
+        except Exception:  # ComfyUI's code: a websocket hiccup must not stop the feed
+            log.exception("Model Shelf: could not send %s to the page", event)
 
-    thread = threading.Thread(target=open_library, name="model-shelf-open", daemon=True)
-    thread.start()
-    return thread
+
+@dataclass
+class ComfyRuntime:
+    """Model Shelf running inside one ComfyUI process. `stop` ends it (tests, interpreter exit).
+
+    ``shelf``, ``bridge``, ``feed`` and ``usage`` are set by the background thread once the
+    library is open; ``ready`` is set then (or when opening failed: ``shelf`` stays None).
+    """
+
+    folder_paths: ModuleType
+    settings: ComfySettings
+    root: Path
+    hooks: Hooks
+    send: SendFn | None = None
+    shelf: Shelf | None = None
+    bridge: FolderPathsBridge | None = None
+    feed: ChangeFeed | None = None
+    usage: UsageRecorder | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def launch(self) -> threading.Thread:
+        """Open the library on a background thread; returns that thread."""
+        self._thread = threading.Thread(target=self._open, name="model-shelf-open", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the threads (saving pending usage), withdraw our folders, close the library.
+
+        Safe to call more than once.
+        """
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self.feed is not None:
+            self.feed.stop(timeout)
+            self.feed = None
+        if self.usage is not None:
+            self.usage.stop(timeout)
+            self.usage = None
+        if self.bridge is not None:
+            self.bridge.close()
+            self.bridge = None
+        if self.shelf is not None:
+            self.shelf.close()
+            self.shelf = None
+
+    def _open(self) -> None:
+        try:
+            if self._wait_for_root():
+                self._open_library()
+        except ShelfError as exc:
+            log.error("Model Shelf: library at %s unavailable: %s", self.root, exc)
+        except Exception:  # thread top level: ComfyUI goes on without the library
+            log.exception("Model Shelf: opening the library at %s failed", self.root)
+        finally:
+            self.ready.set()
+
+    def _wait_for_root(self) -> bool:
+        """Wait until the root (or the folder it is to be created in) exists; False if stopped.
+
+        A root whose parent is missing is a drive or share not mounted yet: creating it would
+        start a second, empty library on the local disk.
+        """
+        logged = False
+        while not self._stop.is_set():
+            if self.root.is_dir() or self.root.parent.is_dir():
+                return True
+            if not logged:
+                logged = True
+                log.warning(
+                    "Model Shelf: library root %s is not reachable; waiting for it", self.root
+                )
+            self._stop.wait(ROOT_RETRY_SECONDS)
+        return False
+
+    def _open_library(self) -> None:
+        shelf = Shelf.open(self.root)
+        self.shelf = shelf
+        usage = UsageRecorder(shelf)
+        bridge = FolderPathsBridge(shelf, self.folder_paths, self.settings, usage)
+        bridge.install()
+        listeners: list[LibraryListener] = [bridge]
+        if self.send is not None:
+            listeners.append(PageNotifier(self.send))
+        feed = ChangeFeed(shelf, listeners)
+        self.usage, self.bridge, self.feed = usage, bridge, feed
+        if self._stop.is_set():
+            return
+        usage.start()
+        feed.start()
+        log.info(
+            "Model Shelf: library at %s, %d models, %d type folders visible to ComfyUI",
+            shelf.root,
+            shelf.index.count(),
+            len(bridge.types),
+        )
+
+
+def start(folder_paths: ModuleType | None = None, server: ModuleType | None = None) -> ComfyRuntime:
+    """Start Model Shelf in this ComfyUI process; returns at once, the library opens behind.
+
+    Args:
+        folder_paths (`ModuleType`, *optional*): ComfyUI's ``folder_paths`` (default: the
+            loaded module).
+        server (`ModuleType`, *optional*): ComfyUI's ``server``, for page notifications
+            (default: the loaded module).
+
+    Returns:
+        `ComfyRuntime`: what is running; stopped automatically at interpreter exit.
+
+    Raises:
+        `ShelfError`: this install's settings file is invalid.
+    """
+    folder_paths = folder_paths or sys.modules["folder_paths"]
+    server = server or sys.modules.get("server")
+    settings = load_comfy_settings(Path(folder_paths.get_user_directory()))
+    root = resolve_root(settings.root, comfy_base=Path(folder_paths.base_path))
+    hooks = install_hooks(folder_paths)
+    prompt_server = getattr(getattr(server, "PromptServer", None), "instance", None)
+    send = getattr(prompt_server, "send_sync", None)
+    runtime = ComfyRuntime(folder_paths, settings, root, hooks, send=send)
+    runtime.launch()
+    atexit.register(runtime.stop)
+    return runtime

@@ -117,3 +117,12 @@ class IndexStoreError(ShelfError, OSError):
     """The SQLite index failed; it can always be rebuilt from the records."""
 
     code = "INDEX_ERROR"
+
+
+# --- settings ---------------------------------------------------------------
+
+
+class SettingsError(ShelfError, ValueError):
+    """A settings file cannot be read or is invalid."""
+
+    code = "BAD_SETTINGS"

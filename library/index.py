@@ -7,11 +7,13 @@ from the sidecars. SQL uses ``?`` placeholders only; ORDER BY comes from `SortOr
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -83,6 +85,16 @@ def _fts_query(text: str) -> str:
     """User text -> an FTS5 query: every word must match as a prefix."""
     words = re.findall(r"\w+", text, flags=re.UNICODE)
     return " AND ".join(f'"{word}"*' for word in words)
+
+
+@dataclass(frozen=True)
+class NameRow:
+    """What resolving a name needs about one model, read without parsing its whole record."""
+
+    type: str
+    name: str
+    aliases: tuple[str, ...]
+    tags: tuple[str, ...]
 
 
 class IndexStore:
@@ -325,3 +337,44 @@ class IndexStore:
 
     def count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+
+    def name_rows(self) -> list[NameRow]:
+        """Type, name, aliases and tags of every model: a name table for fast lookups.
+
+        Raises:
+            `IndexStoreError`: the index cannot be read.
+        """
+        try:
+            rows = self.db.execute(
+                "SELECT rowid, type, name, json_extract(record_json, '$.tags') FROM models"
+            ).fetchall()
+            alias_rows = self.db.execute("SELECT model_rowid, alias FROM aliases").fetchall()
+        except sqlite3.Error as exc:
+            raise IndexStoreError(f"index {self.path}: {exc}") from exc
+        aliases: dict[int, list[str]] = {}
+        for rowid, alias in alias_rows:
+            aliases.setdefault(rowid, []).append(alias)
+        return [
+            NameRow(
+                type=model_type,
+                name=name,
+                aliases=tuple(aliases.get(rowid, ())),
+                tags=tuple(json.loads(tags)) if tags and tags != "[]" else (),
+            )
+            for rowid, model_type, name, tags in rows
+        ]
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (thread or process) commits.
+
+        Cheap enough to poll every second: it reads no table (``PRAGMA data_version``).
+
+        Raises:
+            `IndexStoreError`: the index cannot be read.
+        """
+        try:
+            return self.db.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise IndexStoreError(f"index {self.path}: {exc}") from exc
+
+    # -- for the incremental sync, the watcher and the health checks ---------------------------

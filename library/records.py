@@ -11,7 +11,7 @@ import json
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
@@ -158,7 +158,9 @@ class RecordStore:
             raise RecordError(f"bad record {sidecar}: {exc}", path=str(sidecar)) from exc
         model_type, name = self.layout.split(self.layout.model_for_sidecar(sidecar))
         if (record.type, record.name) != (model_type, name):
-            # The library was relocated or the pair renamed by hand: the location wins.
+            # The pair was renamed or moved by hand: the location wins, and the file entries
+            # (relative to the sidecar) follow the model's new file or folder name.
+            _rename_entries(record, PurePosixPath(name).name)
             record.type, record.name = model_type, name
         return record
 
@@ -168,3 +170,15 @@ class RecordStore:
 
 def _encode(record: ModelRecord) -> bytes:
     return record.model_dump_json(indent=2).encode() + b"\n"
+
+
+def _rename_entries(record: ModelRecord, new_base: str) -> None:
+    old_base = PurePosixPath(record.name).name
+    if record.kind is ModelKind.FILE and record.files:
+        record.files[0].path = new_base
+    elif record.kind is ModelKind.FOLDER:
+        for entry in record.files:
+            head, _, rest = entry.path.partition("/")
+            if head == old_base:
+                entry.path = f"{new_base}/{rest}"
+    # A sharded set keeps its shard file names; only the first shard names the record.

@@ -164,8 +164,10 @@ class Reconciler:
                 continue
             report.reread.append("/".join(key))
         self.catalog.index.upsert_many(changed)
+        reread_ids = {record.id for record, _ in changed}
         for key, (model_id, _) in indexed.items():
-            if key not in seen:
+            # A record renamed by hand keeps its id: its new row replaced the old one already.
+            if key not in seen and model_id not in reread_ids:
                 self.catalog.index.delete(model_id)
                 report.dropped.append("/".join(key))
 

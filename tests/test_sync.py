@@ -78,3 +78,17 @@ def test_a_corrupt_file_copied_in_by_hand_is_reported(root, make_model):
         [record] = shelf.list_models()
         assert record.health is Health.CORRUPTED
         assert "broken.safetensors" in record.health_detail
+
+
+def test_model_and_record_renamed_by_hand_keep_identity(root, make_model):
+    with Shelf.open(root) as shelf:
+        record = shelf.import_model(make_model(), "loras", name="old.safetensors")
+    folder = root / "loras"
+    (folder / "old.safetensors").rename(folder / "new.safetensors")
+    (folder / "old.safetensors.shelf.json").rename(folder / "new.safetensors.shelf.json")
+    with Shelf.open(root) as shelf:
+        [moved] = shelf.list_models()
+        assert (moved.id, moved.name, moved.hashes) == (record.id, "new.safetensors", record.hashes)
+        assert moved.files[0].path == "new.safetensors"
+        assert moved.health is Health.OK
+        assert shelf.last_sync.problems == [] and shelf.last_sync.registered == []

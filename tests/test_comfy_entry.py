@@ -1,0 +1,213 @@
+"""Tests for comfy_entry.py and __init__.py: starting inside a (stand-in) ComfyUI.
+
+The package is also loaded exactly as ComfyUI's ``nodes.load_custom_node`` (0.3.64) loads a
+folder in ``custom_nodes``: ``spec_from_file_location`` on its ``__init__.py`` under a module
+name made from the folder's path with dots replaced by ``_x_``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from comfy_stubs import Comfy, write_model
+
+import model_shelf.comfy_entry as comfy_entry
+from model_shelf.comfy_entry import ComfyRuntime, start
+from model_shelf.library import ImportMode, Shelf
+from model_shelf.library.settings import ROOT_ENV
+
+pytest_plugins = ["comfy_stubs.fixtures"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def set_root_setting(comfy: Comfy, root: Path) -> None:
+    path = Path(comfy.folder_paths.get_user_directory()) / "model-shelf" / "settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"root": str(root)}))
+
+
+@pytest.fixture
+def runtimes() -> Iterator[list[ComfyRuntime]]:
+    """Runtimes started by a test, stopped after it whatever happens."""
+    started: list[ComfyRuntime] = []
+    yield started
+    for runtime in started:
+        runtime.stop()
+
+
+def seed_library(root: Path, tmp_path: Path) -> None:
+    with Shelf.open(root) as shelf:
+        source = write_model(tmp_path / "incoming" / "seeded.safetensors")
+        shelf.import_model(source, "checkpoints", ImportMode.COPY, name="sub/seeded.safetensors")
+
+
+@pytest.mark.parametrize(
+    "setting, env, expected",
+    [
+        ("from-setting", "from-env", "from-setting"),
+        (None, "from-env", "from-env"),
+        (None, None, "ComfyUI/model-shelf"),
+    ],
+)
+def test_root_precedence(
+    comfy: Comfy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    runtimes: list[ComfyRuntime],
+    setting: str | None,
+    env: str | None,
+    expected: str,
+) -> None:
+    if setting:
+        set_root_setting(comfy, tmp_path / setting)
+    if env:
+        monkeypatch.setenv(ROOT_ENV, str(tmp_path / env))
+    runtime = start(comfy.folder_paths, comfy.server)
+    runtimes.append(runtime)
+    assert runtime.root == tmp_path / expected
+    assert runtime.ready.wait(10) and runtime.shelf is not None
+
+
+def test_start_lists_library_models_and_tells_the_page(
+    comfy: Comfy, tmp_path: Path, runtimes: list[ComfyRuntime]
+) -> None:
+    root = tmp_path / "library"
+    seed_library(root, tmp_path)
+    set_root_setting(comfy, root)
+    fp = comfy.folder_paths
+    runtime = start(fp, comfy.server)
+    runtimes.append(runtime)
+    assert runtime.ready.wait(10) and runtime.bridge is not None
+    assert fp.get_filename_list("checkpoints") == ["sub/seeded.safetensors"]
+    path = fp.get_full_path("checkpoints", "seeded.safetensors")
+    assert path == os.path.join(str(root), "checkpoints", "sub", "seeded.safetensors")
+
+    with Shelf(root) as other:
+        source = write_model(tmp_path / "incoming" / "late.safetensors")
+        other.import_model(source, "loras", ImportMode.COPY)
+    messages = comfy.server.PromptServer.instance.messages
+    while True:  # skip other news (none expected, but a record write can race a tick)
+        event, data, sid = messages.get(timeout=5)
+        if "loras" in data.get("types", ()):
+            break
+    assert (event, data, sid) == ("model-shelf.library-changed", {"types": ["loras"]}, None)
+    assert fp.get_filename_list("loras") == ["late.safetensors"]
+
+    runtime.stop()
+    assert runtime.usage is None and runtime.bridge is None
+    assert os.path.join(str(root), "checkpoints") not in fp.get_folder_paths("checkpoints")
+    with Shelf.open(root) as shelf:  # the use noted above was saved on the way out
+        assert shelf.find("seeded.safetensors").usage.count == 1
+
+
+def test_a_missing_root_is_awaited_not_created(
+    comfy: Comfy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    runtimes: list[ComfyRuntime],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(comfy_entry, "ROOT_RETRY_SECONDS", 0.05)
+    drive = tmp_path / "drive"
+    set_root_setting(comfy, drive / "library")
+    with caplog.at_level(logging.WARNING, "model_shelf"):
+        runtime = start(comfy.folder_paths, comfy.server)
+        runtimes.append(runtime)
+        assert not runtime.ready.wait(0.3)
+        assert not drive.exists()
+        drive.mkdir()  # the drive is mounted
+        assert runtime.ready.wait(10) and runtime.shelf is not None
+    assert sum("not reachable" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_stop_ends_the_wait_for_a_root(
+    comfy: Comfy, tmp_path: Path, runtimes: list[ComfyRuntime]
+) -> None:
+    set_root_setting(comfy, tmp_path / "never" / "library")
+    runtime = start(comfy.folder_paths, comfy.server)
+    runtime.stop(timeout=5)
+    assert runtime.ready.is_set() and runtime.shelf is None
+
+
+# -- loaded the way ComfyUI loads a node pack ----------------------------------------
+
+
+def load_like_comfyui(module_path: Path) -> ModuleType:
+    """What ComfyUI 0.3.64's ``nodes.load_custom_node`` does with a folder."""
+    sys_module_name = str(module_path).replace(".", "_x_")
+    spec = importlib.util.spec_from_file_location(
+        sys_module_name, os.path.join(module_path, "__init__.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[sys_module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def custom_node_folder(comfy: Comfy) -> Iterator[Path]:
+    """The repository as ``custom_nodes/<odd name>``; its modules are unloaded afterwards."""
+    folder = comfy.base / "custom_nodes" / "Model Shelf.v0-1"
+    folder.symlink_to(REPO, target_is_directory=True)  # as a git clone would sit there
+    prefix = str(folder).replace(".", "_x_")
+    yield folder
+    for name in [n for n in sys.modules if n == prefix or n.startswith(prefix + ".")]:
+        del sys.modules[name]
+
+
+def test_loads_as_a_custom_node(
+    comfy: Comfy, custom_node_folder: Path, tmp_path: Path, runtimes: list[ComfyRuntime]
+) -> None:
+    root = tmp_path / "library"
+    seed_library(root, tmp_path)
+    set_root_setting(comfy, root)
+    module = load_like_comfyui(custom_node_folder)
+    runtime = module._runtime
+    assert runtime is not None
+    runtimes.append(runtime)
+    assert isinstance(module.NODE_CLASS_MAPPINGS, dict)
+    assert isinstance(module.NODE_DISPLAY_NAME_MAPPINGS, dict)
+    assert module.WEB_DIRECTORY == "./web"
+    assert runtime.ready.wait(10) and runtime.shelf is not None
+    assert comfy.folder_paths.get_filename_list("checkpoints") == ["sub/seeded.safetensors"]
+
+
+def test_a_failure_in_start_is_logged_once_and_does_not_raise(
+    comfy: Comfy, custom_node_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_user_directory() -> str:
+        raise RuntimeError("user directory is broken")
+
+    comfy.folder_paths.get_user_directory = broken_user_directory
+    with caplog.at_level(logging.ERROR):
+        module = load_like_comfyui(custom_node_folder)
+    assert module._runtime is None
+    assert module.WEB_DIRECTORY == "./web"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "Model Shelf failed to start; ComfyUI continues without it"
+    ]
+    assert errors[0].exc_info is not None
+
+
+def test_an_invalid_settings_file_is_reported_not_guessed(
+    comfy: Comfy, custom_node_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = Path(comfy.folder_paths.get_user_directory()) / "model-shelf" / "settings.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{oops")
+    with caplog.at_level(logging.ERROR):
+        module = load_like_comfyui(custom_node_folder)
+    assert module._runtime is None
+    assert not (comfy.base / "model-shelf").exists()  # no default library was started instead
+    assert any(str(path) in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
