@@ -1,0 +1,987 @@
+"""`DownloadEngine`: asyncio workers that take tasks from the queue and never restart from zero.
+
+One engine per process (inside ComfyUI's event loop, or in the CLI's own). It claims tasks from
+the shared `TaskStore` under a lease, so two processes never fetch the same file, and for each:
+
+1. locates the bytes (`ResolvedSource.locate`: a signed CDN URL, size, sha256), unless the
+   library already holds a model with the expected sha256 (then nothing is downloaded);
+2. checks free space, then streams with ``Range`` + ``If-Range`` from the partial file's end,
+   writing and hashing each block in a worker thread while the next block arrives; a ``200``
+   instead of ``206`` (the file changed, or no range support) truncates and starts over;
+3. retries what can be retried: jittered exponential backoff, ``Retry-After`` honoured, a stall
+   timeout, a per-host circuit breaker; a failure after progress does not count against the
+   attempts; with no network, the task waits and says so;
+4. verifies size and sha256 (a mismatch quarantines the file: ``HASH_MISMATCH``), fsyncs, and
+   hands the file to the installer it was given, which places it in the library.
+
+Pause and cancel set a flag that the chunk loop checks; they also work from another process
+through the task row (the lease holder's heartbeat picks them up). Blocking work (SQLite, file
+writes, hashing, the final import) runs in the engine's thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import shutil
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import aiohttp
+
+from ..errors import (
+    AuthRequiredError,
+    HashMismatchError,
+    HostUnavailableError,
+    OfflineError,
+    RemoteError,
+    ShelfError,
+    StorageFullError,
+    TaskCancelledError,
+    TaskNotFoundError,
+)
+from ..fsutil import require_free_space
+from ..hashing import HashCancelled, Hashes
+from ..settings import DownloadSettings
+from ..sources import RemoteFile, ResolvedSource, resolve_source, safe_filename
+from .breaker import CircuitBreaker
+from .http import (
+    check_secure,
+    display_url,
+    error_for_exception,
+    host_of,
+    parse_content_range,
+    raise_for_response,
+    response_filename,
+    salvage_buffered,
+    unsatisfied_range_total,
+)
+from .partial import PartialFile, PartialLockedError
+from .progress import PUBLISH_INTERVAL_SECONDS, ProgressBus, SpeedMeter, snapshot
+from .tasks import ControlRequest, DownloadTask, TaskState, TaskStore, new_owner_id, utc_now
+from .throttle import BandwidthLimiter
+
+log = logging.getLogger("model_shelf.downloads")
+
+T = TypeVar("T")
+
+READ_BUFFER_BYTES = 4 * 1024 * 1024
+"""Bytes aiohttp may buffer from the socket before it stops reading (flow control)."""
+BLOCK_BYTES = 4 * 1024 * 1024
+"""Bytes collected before one write+hash in the worker thread: per-block overhead vanishes."""
+MAX_CONCURRENCY = 32
+"""The upper bound of `DownloadSettings.concurrency`."""
+FLUSH_SECONDS = 0.5
+"""Bytes are written at the latest this long after they arrive, even short of a block."""
+PARKED_PARTIALS = 8
+"""Paused or waiting tasks whose running digests are kept in memory (each holds two threads)."""
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """What the installer reports back: the model in the library that the task produced."""
+
+    model_id: str
+    model_name: str
+    """``type/name``."""
+    hashes: Hashes = field(default_factory=dict)
+
+
+class Installer(Protocol):
+    """What the engine needs from the library, passed in so that the engine knows no models."""
+
+    def find_installed(self, sha256: str) -> InstalledModel | None:
+        """A model already in the library with this sha256 (``"sha256:<hex>"``), if any."""
+        ...
+
+    def check_destination(self, task: DownloadTask, remote: RemoteFile) -> None:
+        """Fail before any byte is fetched if the file could not be installed (name taken...)."""
+        ...
+
+    def install(self, task: DownloadTask, path: Path, hashes: Hashes) -> InstalledModel:
+        """Place the verified file at ``path`` in the library; on failure leave it at ``path``."""
+        ...
+
+    def restore(self, task: DownloadTask, path: Path) -> None:
+        """Put back at ``path`` a file that an install interrupted by a crash left aside."""
+        ...
+
+
+DeleteFiles = Callable[[Sequence[Path], str], None]
+"""Deletes files, journaling why (`Remover.delete`)."""
+
+
+# -- control flow inside a job (never leaves the engine) ---------------------------------------
+
+
+class _Interrupted(Exception):
+    """The chunk loop saw a request: pause, cancel, engine stop, or a lost lease."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Wait(Exception):
+    """Retry later than a worker should hold its slot: give the task back to the queue."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason
+
+
+class _AlreadyInstalled(Exception):
+    def __init__(self, model: InstalledModel) -> None:
+        super().__init__(model.model_name)
+        self.model = model
+
+
+_PAUSE, _CANCEL, _STOP, _LEASE_LOST = "pause", "cancel", "stop", "lease-lost"
+
+
+class _Job:
+    """One task being worked on by this engine: its flags, partial file and counters."""
+
+    def __init__(self, task: DownloadTask, partial_file: PartialFile) -> None:
+        self.task = task
+        self.partial = partial_file
+        self.source: ResolvedSource | None = None
+        self.remote: RemoteFile | None = None
+        self.interrupt: str | None = None
+        self.wakeup = asyncio.Event()
+        self.failures = task.failures  # in a row, without progress (kept across requeues)
+        self.offline_streak = 0
+        self.relocated = False  # a refused signed URL was located afresh in this attempt
+        self.speed = SpeedMeter()
+        self.counted = partial_file.offset  # bytes already counted by the speed meter
+        self.last_publish = 0.0
+        self.cancel_hashing = threading.Event()
+        self.reader: aiohttp.StreamReader | None = None  # the body being read, if any
+
+    def request(self, reason: str) -> None:
+        """Ask the job to stop (event-loop thread only): at once, even mid-read or mid-sleep."""
+        # Cancel beats pause beats stop: a later, weaker request never hides a cancel.
+        order = (_LEASE_LOST, _CANCEL, _PAUSE, _STOP)
+        if self.interrupt is None or order.index(reason) < order.index(self.interrupt):
+            self.interrupt = reason
+        self.cancel_hashing.set()
+        self.wakeup.set()
+        if self.reader is not None:
+            # A read waiting for a silent server would otherwise notice only when bytes come.
+            self.reader.set_exception(
+                TaskCancelledError("cancelled")
+                if self.interrupt == _CANCEL
+                else _Interrupted(self.interrupt)
+            )
+
+    def check(self) -> None:
+        """Raise if a stop was asked for: `TaskCancelledError` for a cancel."""
+        if self.interrupt == _CANCEL:
+            raise TaskCancelledError(f"download {self.task.id} cancelled")
+        if self.interrupt is not None:
+            raise _Interrupted(self.interrupt)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once for pause/cancel/stop."""
+        self.wakeup.clear()
+        self.check()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.wakeup.wait(), timeout=max(0.0, seconds))
+        self.check()
+
+
+class DownloadEngine:
+    """Runs download tasks from a `TaskStore`. See the module docstring for the life of a task.
+
+    Args:
+        store (`TaskStore`): the shared queue.
+        partial_dir (`Path`): where partial files live (``.shelf/partial``).
+        quarantine_dir (`Path`): where files that failed verification go (``.shelf/quarantine``).
+        settings (`DownloadSettings`): limits, timeouts, credentials.
+        installer (`Installer`): places finished files in the library.
+        delete_files (`DeleteFiles`): the library's one deletion path, for partial files.
+        events (`ProgressBus`, *optional*): where progress is published.
+    """
+
+    def __init__(
+        self,
+        store: TaskStore,
+        partial_dir: Path,
+        quarantine_dir: Path,
+        settings: DownloadSettings,
+        installer: Installer,
+        delete_files: DeleteFiles,
+        events: ProgressBus | None = None,
+    ) -> None:
+        self.store = store
+        self.partial_dir = partial_dir
+        self.quarantine_dir = quarantine_dir
+        self.settings = settings
+        self.installer = installer
+        self.delete_files = delete_files
+        self.events = events or ProgressBus()
+        self.owner = new_owner_id()
+        self.breaker = CircuitBreaker(
+            settings.breaker_failure_threshold, settings.breaker_cooldown_seconds
+        )
+        self._jobs: dict[str, _Job] = {}
+        self._parked: OrderedDict[str, PartialFile] = OrderedDict()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._limiter: BandwidthLimiter | None = None
+        self._finished: asyncio.Event | None = None
+        self._stopping: str | None = None
+        self._running = threading.Event()
+        self._watched: dict[str, tuple[TaskState, int]] = {}
+
+    # -- control from any thread ---------------------------------------------------------------
+
+    def pause(self, task_id: str) -> DownloadTask:
+        """Pause a task (here or in another process); its partial data is kept.
+
+        Raises:
+            `TaskNotFoundError`: no such task.
+        """
+        task, _ = self.store.request(task_id, ControlRequest.PAUSE)
+        self._signal(task_id, _PAUSE)
+        self._publish_later(task)
+        return task
+
+    def cancel(self, task_id: str) -> DownloadTask:
+        """Cancel a task; its partial file is removed (by its owner, if one is running it).
+
+        Raises:
+            `TaskNotFoundError`: no such task.
+        """
+        task, orphaned = self.store.request(task_id, ControlRequest.CANCEL)
+        self._signal(task_id, _CANCEL)
+        if orphaned:
+            self._forget_parked(task_id)
+            self._remove_partial(task, "download cancelled")
+        self._publish_later(task)
+        return task
+
+    def resume(self, task_id: str) -> DownloadTask:
+        """Queue a paused or failed task again (clears a pending pause, skips a retry wait).
+
+        Raises:
+            `TaskNotFoundError`: no such task.
+        """
+        task, _ = self.store.request(task_id, None)
+        job = self._jobs.get(task_id)
+        if job is not None and job.interrupt == _PAUSE:
+            job.interrupt = None
+        self.wake()
+        self._publish_later(task)
+        return task
+
+    def apply_settings(self, settings: DownloadSettings) -> None:
+        """Use new settings from now on (thread-safe): concurrency applies at the next claim,
+        the bandwidth limit at the next chunk, the rest at the next request.
+        """
+        self.settings = settings
+        limiter = self._limiter
+        if limiter is not None:
+            limiter.bytes_per_second = settings.bandwidth_limit_bytes_per_second
+        self.breaker.threshold = settings.breaker_failure_threshold
+        self.breaker.cooldown_seconds = settings.breaker_cooldown_seconds
+        self.wake()
+
+    def wake(self) -> None:
+        """Look for work now instead of at the next poll (thread-safe)."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop is closing: nothing to wake
+                loop.call_soon_threadsafe(wake.set)
+
+    def _signal(self, task_id: str, reason: str) -> None:
+        loop = self._loop
+        job = self._jobs.get(task_id)
+        if job is None or loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(job.request, reason)
+
+    def _publish_later(self, task: DownloadTask) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and self._running.is_set():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.events.publish, snapshot(task))
+        else:
+            self.events.publish(snapshot(task))
+
+    # -- running -------------------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        return self._running.is_set()
+
+    async def run(self, *, until_idle: bool = False, only: Collection[str] | None = None) -> None:
+        """Work on the queue until `stop` (or, with ``until_idle``, until nothing is left).
+
+        Args:
+            until_idle (`bool`, *optional*): return once no task (of ``only``) is queued or
+                running anywhere; paused and finished tasks do not count.
+            only (`Collection[str]`, *optional*): work on these task ids only (the CLI's
+                foreground ``add``); others are left to other processes.
+        """
+        if self._running.is_set():
+            raise RuntimeError("this download engine is already running")
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._stopping = None
+        self._limiter = BandwidthLimiter(self.settings.bandwidth_limit_bytes_per_second)
+        # Sized for the largest concurrency `apply_settings` may set; threads start on demand.
+        self._pool = ThreadPoolExecutor(
+            max_workers=2 * MAX_CONCURRENCY + 2, thread_name_prefix="shelf-download"
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self.settings.connect_timeout_seconds,
+            sock_read=self.settings.stall_timeout_seconds,
+        )
+        self._session = aiohttp.ClientSession(
+            timeout=timeout,
+            auto_decompress=False,  # byte offsets must count the file's own bytes
+            # aiohttp's default 64 KiB buffer pauses the socket every 128 KiB: at loopback and
+            # LAN speeds that flow control, not the network, would set the pace.
+            read_bufsize=READ_BUFFER_BYTES,
+            headers={"User-Agent": "model-shelf (+https://github.com/model-shelf/model-shelf)"},
+        )
+        self._running.set()
+        only_ids = set(only) if only is not None else None
+        workers: set[asyncio.Task[None]] = set()
+        heartbeat = asyncio.create_task(self._heartbeat(only_ids), name="model-shelf-heartbeat")
+        try:
+            while self._stopping is None:
+                while len(self._jobs) < self.settings.concurrency and self._stopping is None:
+                    try:
+                        task = await self._blocking(
+                            self.store.claim, self.owner, self.settings.lease_seconds, only_ids
+                        )
+                    except ShelfError as exc:  # a full disk or a locked database: next poll
+                        log.warning("cannot take tasks from the queue: %s", exc)
+                        break
+                    if task is None:
+                        break
+                    job = self._new_job(task)
+                    worker = asyncio.create_task(self._work(job), name=f"model-shelf-{task.id}")
+                    workers.add(worker)
+                    worker.add_done_callback(workers.discard)
+                    worker.add_done_callback(lambda _t: self._wake.set())
+                idle = until_idle and not self._jobs
+                if idle and not await self._blocking(self._pending, only_ids):
+                    break
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), timeout=self.settings.poll_interval_seconds
+                    )
+        finally:
+            reason = self._stopping or _STOP
+            for job in list(self._jobs.values()):
+                job.request(reason)
+            if workers:
+                await asyncio.gather(*workers, return_exceptions=True)
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self._session.close()
+            for partial_file in self._parked.values():
+                partial_file.discard_hasher()
+            self._parked.clear()
+            self._running.clear()
+            self._pool.shutdown(wait=True)
+            self._loop = None
+            self._finished.set()
+
+    async def stop(self, *, pause: bool = False) -> None:
+        """Stop working: running tasks stop at their next chunk, keep their partial data, and go
+        back to the queue (or are paused, with ``pause``). Returns when `run` has finished.
+        """
+        self._stopping = _PAUSE if pause else _STOP
+        for job in list(self._jobs.values()):
+            job.request(self._stopping)
+        if self._wake is not None:
+            self._wake.set()
+        if self._running.is_set() and self._finished is not None:
+            await self._finished.wait()  # run() is closing the session and the pool
+
+    def _pending(self, only: set[str] | None) -> bool:
+        """Is any task (of ``only``) queued or running, here or in another process?"""
+        tasks = self.store.list([TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING])
+        return any(only is None or t.id in only for t in tasks)
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        assert self._loop is not None and self._pool is not None
+        return await self._loop.run_in_executor(self._pool, partial(fn, *args, **kwargs))
+
+    def _new_job(self, task: DownloadTask) -> _Job:
+        partial_file = self._parked.pop(task.id, None)
+        if partial_file is None:
+            partial_file = PartialFile(
+                self.partial_dir / task.partial_name, self.settings.free_space_margin_bytes
+            )
+        job = _Job(task, partial_file)
+        self._jobs[task.id] = job
+        return job
+
+    def _park(self, job: _Job) -> None:
+        """Keep a stopped task's running digests, so resuming here re-reads nothing."""
+        if job.partial.hasher is None:
+            return
+        self._parked[job.task.id] = job.partial
+        while len(self._parked) > PARKED_PARTIALS:
+            _, oldest = self._parked.popitem(last=False)
+            oldest.discard_hasher()
+
+    def _forget_parked(self, task_id: str) -> None:
+        partial_file = self._parked.pop(task_id, None)
+        if partial_file is not None:
+            partial_file.discard_hasher()
+
+    # -- the heartbeat: leases, requests from other processes, progress of remote tasks --------
+
+    async def _heartbeat(self, only: set[str] | None) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_seconds)
+            for job in list(self._jobs.values()):
+                try:
+                    row = await self._blocking(
+                        self.store.renew,
+                        job.task.id,
+                        self.owner,
+                        self.settings.lease_seconds,
+                        job.partial.offset,
+                    )
+                except (ShelfError, OSError) as exc:  # a full disk or a locked file: try again
+                    log.warning("could not renew the lease of task %s: %s", job.task.id, exc)
+                    continue
+                if row is None:
+                    if job.task.id in self._jobs:  # not just released by the job itself
+                        log.warning("task %s: lease lost to another process", job.task.id)
+                        job.request(_LEASE_LOST)
+                elif row.control is ControlRequest.CANCEL:
+                    job.request(_CANCEL)
+                elif row.control is ControlRequest.PAUSE:
+                    job.request(_PAUSE)
+            if only:
+                await self._watch_others(only)
+
+    async def _watch_others(self, only: set[str]) -> None:
+        """Publish progress of watched tasks that another process is running."""
+        for task_id in only - set(self._jobs):
+            try:
+                task = await self._blocking(self.store.get, task_id)
+            except TaskNotFoundError:
+                continue
+            seen = (task.state, task.bytes_done)
+            if self._watched.get(task_id) != seen:
+                self._watched[task_id] = seen
+                self.events.publish(snapshot(task))
+
+    # -- one task ------------------------------------------------------------------------------
+
+    async def _save(self, job: _Job, **fields: Any) -> None:
+        """Update the task row (while we hold its lease) and the in-memory copy, and publish."""
+        job.task = await self._blocking(self.store.update, job.task.id, self.owner, **fields)
+        self.events.publish(snapshot(job.task, job.speed.bytes_per_second))
+
+    async def _release(self, job: _Job, **fields: Any) -> None:
+        """Give the task up (with its new state) and drop our lease."""
+        self._jobs.pop(job.task.id, None)  # the heartbeat must not renew what we give up
+        fields.setdefault("control", None)
+        fields["lease_owner"] = None
+        fields["lease_expires_at"] = None
+        fields.setdefault("bytes_done", job.partial.size_on_disk())
+        await self._save(job, **fields)
+
+    async def _work(self, job: _Job) -> None:
+        """Run one claimed task to an end state; the top level of a task: nothing escapes."""
+        task = job.task
+        try:
+            await self._blocking(self.installer.restore, task, job.partial.path)
+            await self._blocking(job.partial.open)
+        except PartialLockedError:
+            log.info("task %s: another process is writing its partial file", task.id)
+            self._jobs.pop(task.id, None)
+            with contextlib.suppress(ShelfError):
+                await self._blocking(
+                    self.store.update, task.id, self.owner, lease_owner=None, lease_expires_at=None
+                )
+            return
+        except StorageFullError as exc:
+            self._jobs.pop(task.id, None)
+            await self._end_failed(job, exc)
+            return
+        try:
+            if task.control is ControlRequest.CANCEL:
+                raise TaskCancelledError(f"download {task.id} cancelled")
+            if task.control is ControlRequest.PAUSE:
+                raise _Interrupted(_PAUSE)
+            await self._save(job, state=TaskState.DOWNLOADING, wait_reason=None, not_before=None)
+            await self._fetch(job)
+            await self._verify_and_install(job)
+        except _Interrupted as stop:
+            # A resume may have withdrawn a pause that had already stopped the transfer.
+            reason = stop.reason if job.interrupt is not None else _STOP
+            await self._end_interrupted(job, reason)
+        except _Wait as wait:
+            await self._end_waiting(job, wait)
+        except _AlreadyInstalled as found:
+            await self._end_already_installed(job, found.model)
+        except TaskCancelledError:
+            await self._end_interrupted(job, _CANCEL)
+        except HashCancelled:
+            await self._end_interrupted(job, job.interrupt or _STOP)
+        except ShelfError as exc:
+            await self._end_failed(job, exc)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._end_interrupted(job, _STOP))
+            raise
+        except Exception as exc:  # the task's top level: record it, log it, keep the engine up
+            log.exception("download task %s failed unexpectedly", task.id)
+            await self._end_failed(job, exc, detail=traceback.format_exc())
+        finally:
+            await self._blocking(job.partial.close)
+            self._jobs.pop(task.id, None)
+
+    async def _fetch(self, job: _Job) -> None:
+        """Locate and transfer until every byte is in the partial file, retrying as needed."""
+        settings = self.settings
+        while True:
+            job.check()
+            received_before = job.partial.offset
+            try:
+                if job.remote is None:
+                    await self._locate(job)
+                await self._transfer(job)
+                self.breaker.record_success(host_of(job.task.url or job.remote.url))
+                return
+            except AuthRequiredError as exc:
+                if job.remote is not None and job.remote.expires and not job.relocated:
+                    # A signed URL that expired (or was revoked): ask the source for a new one.
+                    log.info("task %s: %s; locating the file again", job.task.id, exc)
+                    job.remote, job.relocated = None, True
+                    await self._save(job, url=None)
+                    continue
+                raise
+            except (RemoteError, OfflineError, HostUnavailableError) as exc:
+                url = getattr(exc, "url", None) or job.task.url or job.task.source
+                if job.partial.offset > received_before:
+                    job.failures = 0  # it broke, but after progress: not a failed attempt
+                if isinstance(exc, HostUnavailableError):
+                    delay = max(0.0, exc.until - time.time())
+                    reason = f"{exc.code}: {exc.message}"
+                else:
+                    self.breaker.record_failure(host_of(url))
+                    if isinstance(exc, RemoteError) and not exc.retryable:
+                        raise
+                    if isinstance(exc, OfflineError):
+                        # Not an attempt: waiting for the network costs nothing.
+                        job.offline_streak += 1
+                        delay = self._backoff(job.offline_streak)
+                        reason = f"{exc.code}: {exc.message}; waiting for the network"
+                    else:
+                        job.offline_streak = 0
+                        job.failures += 1
+                        await self._save(job, attempts=job.task.attempts + 1, failures=job.failures)
+                        if job.failures >= settings.max_attempts:
+                            raise
+                        delay = self._retry_delay(job, exc)
+                        reason = (
+                            f"{exc.code}: {exc.message}; retry {job.failures} of "
+                            f"{settings.max_attempts - 1} in {delay:.1f} s"
+                        )
+                job.relocated = False
+                log.info("task %s: %s", job.task.id, reason)
+                if delay > settings.hold_max_seconds:
+                    raise _Wait(delay, reason) from exc
+                await self._save(job, wait_reason=reason)
+                await job.sleep(delay)
+                await self._save(job, wait_reason=None)
+
+    def _backoff(self, streak: int) -> float:
+        """Jittered exponential backoff: "equal jitter", half fixed and half random."""
+        ceiling = min(
+            self.settings.backoff_max_seconds,
+            self.settings.backoff_base_seconds * 2 ** max(0, streak - 1),
+        )
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def _retry_delay(self, job: _Job, exc: RemoteError | OfflineError) -> float:
+        retry_after = getattr(exc, "retry_after_seconds", None)
+        if retry_after is not None:
+            return min(retry_after, self.settings.retry_after_max_seconds)
+        return self._backoff(job.failures)
+
+    async def _locate(self, job: _Job) -> None:
+        """Ask the source where the bytes are; detect a changed file; skip what we already have."""
+        task = job.task
+        if job.source is None:
+            job.source = resolve_source(task.source, self.settings)
+        assert self._session is not None
+        remote = await job.source.locate(self._session)
+        check_secure(remote.url, self.settings.allow_insecure_http)
+        wanted = [s for s in (task.expected_sha256, remote.sha256) if s]
+        if len(set(wanted)) > 1:
+            raise HashMismatchError(
+                f"the expected sha256 {task.expected_sha256} differs from the one the source "
+                f"publishes ({remote.sha256}); not downloading"
+            )
+        sha256 = wanted[0] if wanted else None
+        if sha256 is not None:
+            existing = await self._blocking(self.installer.find_installed, sha256)
+            if existing is not None:
+                raise _AlreadyInstalled(existing)
+        await self._blocking(self.installer.check_destination, task, remote)
+        changed = (
+            task.remote_version is not None
+            and remote.version is not None
+            and task.remote_version != remote.version
+        )
+        if changed:
+            log.info("task %s: the file changed at the source; starting over", task.id)
+            await self._blocking(job.partial.restart)
+        fields: dict[str, Any] = {
+            "url": remote.url,
+            "remote_version": remote.version,
+            "source_ref": remote.source_ref.model_dump(mode="json"),
+            "filename": task.filename if task.filename and not changed else remote.filename,
+            "model_type": task.model_type or remote.model_type,
+        }
+        if remote.size is not None:
+            fields["expected_size"] = remote.size
+        if changed:
+            fields.update(etag=None, last_modified=None, bytes_done=0)
+        job.remote = remote
+        await self._save(job, **fields)
+        size = remote.size or remote.size_hint
+        if size is not None:
+            await self._check_space(job, size)
+
+    async def _check_space(self, job: _Job, total: int) -> None:
+        needed = max(0, total - job.partial.size_on_disk())
+        await self._blocking(
+            require_free_space, job.partial.path, needed, self.settings.free_space_margin_bytes
+        )
+
+    async def _transfer(self, job: _Job) -> None:
+        """One request: continue the partial file from its end, to the end of the remote file.
+
+        Raises:
+            `RemoteError`, `OfflineError`, `AuthRequiredError`: the request failed (typed).
+            `HostUnavailableError`: the host's circuit is open.
+            `StorageFullError`: the disk filled up.
+        """
+        assert job.remote is not None and self._session is not None
+        task = job.task
+        partial_file = job.partial
+        offset = await self._blocking(partial_file.prepare, job.cancel_hashing)
+        if task.expected_size is not None:
+            if offset == task.expected_size:
+                return  # complete already (a crash after the last byte, or a resumed verify)
+            if offset > task.expected_size:
+                await self._blocking(partial_file.restart)
+                offset = 0
+        validator = task.etag or task.last_modified
+        if offset and not (validator or task.expected_sha256 or job.remote.sha256):
+            # Nothing can tell us the server still has the same file: splicing would be a guess.
+            log.info("task %s: no validator to resume against; starting over", task.id)
+            await self._blocking(partial_file.restart)
+            offset = 0
+        url = task.url or job.remote.url
+        headers = {**job.remote.headers, "Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if validator:
+                headers["If-Range"] = validator
+        host = host_of(url)
+        self.breaker.check(host)
+        try:
+            async with self._session.get(url, headers=headers) as response:
+                check_secure(str(response.url), self.settings.allow_insecure_http)
+                if await self._accept(job, response, offset, host):
+                    return
+                await self._stream(job, response)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            # Typed below, then counted by `_fetch` as a failure of the host (or not).
+            if isinstance(exc, ShelfError):
+                raise
+            raise error_for_exception(exc, url, self.settings.stall_timeout_seconds) from exc
+        except BaseException:
+            # Paused, cancelled, stopped, refused as insecure: this says nothing about the
+            # host, so a half-open circuit's probe is given back.
+            self.breaker.release(host)
+            raise
+        expected = job.task.expected_size
+        if expected is None:
+            # No length was announced and the body ended cleanly: what arrived is the file.
+            await self._save(job, expected_size=partial_file.offset)
+        elif partial_file.offset != expected:
+            raise RemoteError(
+                f"{display_url(url)} sent {partial_file.offset:,} of {expected:,} bytes and "
+                "closed; resuming",
+                url=url,
+            )
+
+    async def _accept(
+        self, job: _Job, response: aiohttp.ClientResponse, offset: int, host: str
+    ) -> bool:
+        """Check a response against our range request; record its validators before any byte.
+
+        Returns:
+            `bool`: True when the partial file turns out complete already (a satisfied 416).
+        """
+        task = job.task
+        partial_file = job.partial
+        if response.status == 416:
+            total = unsatisfied_range_total(response.headers.get("Content-Range"))
+            if total is not None and total == offset:
+                await self._save(job, expected_size=total)
+                return True
+            await self._blocking(partial_file.restart)
+            raise RemoteError(
+                f"{display_url(str(response.url))} refused our range; starting over",
+                url=str(response.url),
+            )
+        await raise_for_response(response)
+        etag = response.headers.get("ETag")
+        strong_etag = etag if etag and not etag.startswith("W/") else None
+        last_modified = response.headers.get("Last-Modified")
+        if response.status == 206:
+            content_range = parse_content_range(response.headers.get("Content-Range"))
+            changed = bool(task.etag and strong_etag and strong_etag != task.etag)
+            if content_range is None or content_range.start != offset or changed:
+                # The server ignored If-Range or answered another range: never splice.
+                await self._blocking(partial_file.restart)
+                raise RemoteError(
+                    f"{display_url(str(response.url))} sent a different part or version of the "
+                    "file; starting over",
+                    url=str(response.url),
+                )
+            total = content_range.total
+        else:
+            if offset:
+                log.info(
+                    "task %s: server sent the whole file (changed, or no resume support); "
+                    "starting over",
+                    task.id,
+                )
+                await self._blocking(partial_file.restart)
+            total = response.content_length
+        fields: dict[str, Any] = {"etag": strong_etag, "last_modified": last_modified}
+        if total is not None:
+            fields["expected_size"] = total
+        if job.source is not None and job.source.kind == "url":
+            # Plain URLs: the response names the file better than the path does.
+            fields["filename"] = safe_filename(response_filename(response)) or task.filename
+        job.relocated = False
+        await self._save(job, **fields)
+        self.breaker.record_success(host)  # it answered (after redirects, maybe elsewhere)
+        self.breaker.record_success(host_of(str(response.url)))
+        if total is not None:
+            await self._check_space(job, total)
+        return False
+
+    async def _stream(self, job: _Job, response: aiohttp.ClientResponse) -> None:
+        """Copy the body into the partial file: read on the loop, write+hash in a thread."""
+        assert self._loop is not None and self._pool is not None and self._limiter is not None
+        partial_file = job.partial
+        chunks: list[bytes] = []
+        buffered = 0
+        oldest = 0.0  # when the oldest chunk not yet written arrived
+        pending: asyncio.Future[None] | None = None
+        error: BaseException | None = None
+        job.reader = response.content
+        try:
+            while True:
+                chunk = await response.content.readany()
+                if not chunk:
+                    break
+                job.check()
+                if self._limiter.limited:
+                    await self._limiter.consume(len(chunk))
+                if not chunks:
+                    oldest = time.monotonic()
+                chunks.append(chunk)
+                buffered += len(chunk)
+                # Full blocks at speed; on a slow link, whatever arrived within FLUSH_SECONDS,
+                # so that progress moves and little is held only in memory.
+                if buffered >= BLOCK_BYTES or time.monotonic() - oldest >= FLUSH_SECONDS:
+                    if pending is not None:
+                        await pending
+                        self._progress(job)
+                    block, chunks, buffered = chunks, [], 0
+                    pending = self._loop.run_in_executor(self._pool, partial_file.append, block)
+        except BaseException as exc:
+            error = exc
+            chunks += salvage_buffered(response.content)
+        job.reader = None
+        # Keep every byte that arrived, whatever ended the stream: it is the next resume point.
+        try:
+            if pending is not None:
+                await pending
+            if chunks and not isinstance(error, StorageFullError):
+                await self._blocking(partial_file.append, chunks)
+        except StorageFullError as exc:
+            error = exc
+        self._progress(job)
+        if error is not None:
+            raise error
+
+    def _progress(self, job: _Job) -> None:
+        done = job.partial.offset
+        job.speed.add(max(0, done - job.counted))
+        job.counted = done
+        job.task = job.task.model_copy(update={"bytes_done": done})
+        now = time.monotonic()
+        if now - job.last_publish >= PUBLISH_INTERVAL_SECONDS:
+            job.last_publish = now
+            self.events.publish(snapshot(job.task, job.speed.bytes_per_second))
+
+    async def _verify_and_install(self, job: _Job) -> None:
+        task = job.task
+        await self._save(job, state=TaskState.VERIFYING, bytes_done=job.partial.offset)
+        job.check()
+        hashes = await self._blocking(job.partial.finish)
+        expected = [
+            s for s in (task.expected_sha256, job.remote.sha256 if job.remote else None) if s
+        ]
+        actual = hashes.get("sha256")
+        for sha256 in expected:
+            if sha256.lower() != actual:
+                place = await self._blocking(self._quarantine, job)
+                raise HashMismatchError(
+                    f"downloaded file does not match: expected {sha256}, got {actual}; "
+                    f"nothing was added to the library (the file is kept at {place})"
+                )
+        size = job.partial.offset
+        await self._blocking(job.partial.close)
+        installed = await self._blocking(self.installer.install, job.task, job.partial.path, hashes)
+        job.partial.discard_hasher()
+        await self._release(
+            job,
+            state=TaskState.DONE,
+            hashes=installed.hashes or hashes,
+            model_id=installed.model_id,
+            model_name=installed.model_name,
+            bytes_done=size,
+            error_code=None,
+            error_message=None,
+            wait_reason=None,
+            finished_at=utc_now(),
+        )
+
+    def _quarantine(self, job: _Job) -> Path:
+        """Move a file that failed verification out of the way, where a person can look at it."""
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        name = job.task.filename or job.task.partial_name
+        target = self.quarantine_dir / f"{job.task.id}-{name}"
+        job.partial.close()
+        job.partial.discard_hasher()
+        shutil.move(str(job.partial.path), target)
+        return target
+
+    # -- how a job ends ------------------------------------------------------------------------
+
+    async def _end_interrupted(self, job: _Job, reason: str) -> None:
+        task = job.task
+        try:
+            if reason == _LEASE_LOST:
+                job.partial.discard_hasher()  # another process owns the bytes now
+                return
+            if reason == _CANCEL:
+                await self._blocking(job.partial.close)
+                job.partial.discard_hasher()
+                await self._blocking(self._remove_partial, task, "download cancelled")
+                await self._release(
+                    job, state=TaskState.CANCELLED, bytes_done=0, finished_at=utc_now()
+                )
+                return
+            self._park(job)
+            state = TaskState.PAUSED if reason == _PAUSE else TaskState.QUEUED
+            await self._release(job, state=state, wait_reason=None)
+        except TaskNotFoundError:
+            job.partial.discard_hasher()  # the lease went meanwhile: nothing is ours to record
+        except ShelfError as exc:
+            log.error("task %s: could not record its %s: %s", task.id, reason, exc)
+
+    async def _end_waiting(self, job: _Job, wait: _Wait) -> None:
+        self._park(job)
+        with contextlib.suppress(TaskNotFoundError):
+            await self._release(
+                job,
+                state=TaskState.QUEUED,
+                wait_reason=wait.reason,
+                not_before=time.time() + wait.delay,
+            )
+
+    async def _end_already_installed(self, job: _Job, model: InstalledModel) -> None:
+        await self._blocking(job.partial.close)
+        job.partial.discard_hasher()
+        await self._blocking(
+            self._remove_partial, job.task, f"already in the library as {model.model_name}"
+        )
+        with contextlib.suppress(TaskNotFoundError):
+            await self._release(
+                job,
+                state=TaskState.DONE,
+                model_id=model.model_id,
+                model_name=model.model_name,
+                hashes=model.hashes,
+                bytes_done=0,
+                wait_reason=f"already in the library as {model.model_name}",
+                finished_at=utc_now(),
+            )
+
+    async def _end_failed(self, job: _Job, exc: BaseException, detail: str | None = None) -> None:
+        code = exc.code if isinstance(exc, ShelfError) else "INTERNAL_ERROR"
+        message = exc.message if isinstance(exc, ShelfError) else f"{type(exc).__name__}: {exc}"
+        log.warning("task %s failed: %s: %s", job.task.id, code, message)
+        if isinstance(exc, StorageFullError):
+            self._park(job)  # keep the bytes and their digests for the resume
+        else:
+            job.partial.discard_hasher()
+        failure: dict[str, Any] = {
+            "state": TaskState.FAILED,
+            "error_code": code,
+            "error_message": message,
+            "error_detail": detail,
+            "wait_reason": None,
+            "finished_at": utc_now(),
+        }
+        try:
+            try:
+                await self._release(job, **failure)
+            except StorageFullError:
+                # Not even room to say so (another program filled the disk): give the partial
+                # file's tail back, then record it. The rest is kept for the resume.
+                size = await self._blocking(job.partial.give_back)
+                self._forget_parked(job.task.id)
+                await self._release(job, bytes_done=size, **failure)
+        except TaskNotFoundError:
+            pass  # lease lost meanwhile
+        except ShelfError as store_exc:
+            log.error(
+                "task %s: could not record its failure (%s): %s", job.task.id, code, store_exc
+            )
+
+    def _remove_partial(self, task: DownloadTask, reason: str) -> None:
+        path = self.partial_dir / task.partial_name
+        if path.exists():
+            self.delete_files([path], f"{reason} (task {task.id})")

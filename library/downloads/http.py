@@ -1,0 +1,296 @@
+"""HTTP failures become Model Shelf errors here, and only here.
+
+`error_for_status` maps a status to a typed error carrying the URL (query string masked: signed
+URLs carry credentials), the status and the server's own message; `raise_for_response` applies it
+to an aiohttp response; `error_for_exception` maps transport failures (aiohttp, huggingface_hub's
+HTTP client, OS errors, timeouts). Everything that talks HTTP goes through these, the way
+huggingface_hub routes every response through ``hf_raise_for_status``.
+
+The line between `OfflineError` and `RemoteError`: a host we could not reach at all (DNS, refused,
+unreachable, connect timeout) is "offline", and a task waits for the network without spending its
+attempts; a host that answered and then failed (5xx, dropped mid-body, stalled) is "remote", and
+each failure counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+
+from ..errors import (
+    AuthRequiredError,
+    InsecureURLError,
+    InvalidSourceError,
+    OfflineError,
+    RemoteError,
+    ShelfError,
+)
+
+_MESSAGE_CHARS = 300
+"""How much of an error body is quoted in a message."""
+
+_RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_AUTH_STATUSES = frozenset({401, 403})
+
+
+def display_url(url: str) -> str:
+    """``url`` without its query string and credentials: safe to log and show."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
+
+
+def host_of(url: str) -> str:
+    """``host[:port]`` of ``url``: the key of the per-host circuit breaker."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+
+
+def is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_secure(url: str, allow_insecure_http: bool) -> None:
+    """Refuse ``url`` unless it is HTTPS, loopback HTTP, or HTTP allowed by the user.
+
+    Raises:
+        `InsecureURLError`: plain HTTP to another machine, not allowed.
+        `InvalidSourceError`: not an HTTP(S) URL at all.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "https":
+        return
+    if scheme != "http":
+        raise InvalidSourceError(f"not an http(s) URL: {display_url(url)}")
+    if allow_insecure_http or is_loopback(url):
+        return
+    raise InsecureURLError(
+        f"refusing plain HTTP to {display_url(url)}: the file could be altered on the way; "
+        "use https, or allow insecure HTTP (MODEL_SHELF_DOWNLOAD_ALLOW_INSECURE_HTTP=1)"
+    )
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Parse a ``Retry-After`` header (seconds, or an HTTP date) into seconds from now."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass(frozen=True)
+class ContentRange:
+    start: int
+    end: int  # inclusive
+    total: int | None
+
+
+_CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
+_UNSATISFIED_RANGE = re.compile(r"^bytes\s+\*/(\d+)$")
+
+
+def parse_content_range(value: str | None) -> ContentRange | None:
+    """``bytes 100-199/1000`` -> ContentRange(100, 199, 1000); None if absent or malformed."""
+    match = _CONTENT_RANGE.match((value or "").strip())
+    if match is None:
+        return None
+    total = None if match[3] == "*" else int(match[3])
+    return ContentRange(int(match[1]), int(match[2]), total)
+
+
+def unsatisfied_range_total(value: str | None) -> int | None:
+    """The size a 416 answer states (``bytes */1000``), if any."""
+    match = _UNSATISFIED_RANGE.match((value or "").strip())
+    return int(match[1]) if match else None
+
+
+def response_filename(response: aiohttp.ClientResponse) -> str | None:
+    """The file name the server suggests (``Content-Disposition``), else the last path part.
+
+    Not yet safe to use: see `sources.safe_filename`.
+    """
+    disposition = response.content_disposition
+    if disposition is not None and disposition.filename:
+        return disposition.filename
+    path = unquote(response.url.path.rsplit("/", 1)[-1])
+    return path or None
+
+
+def salvage_buffered(reader: aiohttp.StreamReader) -> list[bytes]:
+    """Bytes that arrived before a connection broke, which aiohttp no longer hands out.
+
+    Once a body stream has an error set, aiohttp's reads raise it even while received bytes are
+    still buffered (up to the read buffer size, megabytes at a time). They are good bytes of the
+    file, and the next resume would fetch them again, so take them from the buffer directly.
+    This reads private attributes; if a future aiohttp changes them, nothing is salvaged and the
+    resume simply starts a little earlier.
+    """
+    buffer = getattr(reader, "_buffer", None)
+    offset = getattr(reader, "_buffer_offset", 0)
+    if not buffer or not isinstance(offset, int):
+        return []
+    try:
+        chunks = [bytes(chunk) for chunk in buffer]
+    except TypeError:
+        return []
+    if chunks and offset:
+        chunks[0] = chunks[0][offset:]
+    buffer.clear()
+    return [chunk for chunk in chunks if chunk]
+
+
+def _server_message(headers: Mapping[str, str], body: str) -> str:
+    message = headers.get("X-Error-Message") or ""
+    if not message and body:
+        message = " ".join(body.split())[:_MESSAGE_CHARS]
+    return message
+
+
+def error_for_status(
+    url: str, status: int, headers: Mapping[str, str], body: str = "", request_id: str | None = None
+) -> ShelfError:
+    """The typed error for an HTTP error ``status`` from ``url``.
+
+    Args:
+        url (`str`): the URL that answered (its query string is never shown).
+        status (`int`): 4xx or 5xx.
+        headers (`Mapping[str, str]`): response headers (``Retry-After``, ``X-Error-Message``).
+        body (`str`, *optional*): the start of the response body, quoted in the message.
+        request_id (`str`, *optional*): the server's request id, for bug reports.
+
+    Returns:
+        `AuthRequiredError` for 401/403; `RemoteError` otherwise, ``retryable`` for 408, 425,
+        429 and 5xx, with ``retry_after_seconds`` from ``Retry-After``.
+    """
+    shown = display_url(url)
+    message = _server_message(headers, body)
+    detail = f": {message}" if message else ""
+    if request_id:
+        detail += f" (request id {request_id})"
+    if status in _AUTH_STATUSES:
+        return AuthRequiredError(
+            f"HTTP {status} from {shown}: access denied{detail}. A gated or private model needs "
+            "a token (HF_TOKEN for Hugging Face, CIVITAI_API_KEY for Civitai)",
+            url=url,
+            status=status,
+        )
+    retryable = status in _RETRYABLE_STATUSES or status >= 500
+    return RemoteError(
+        f"HTTP {status} from {shown}{detail}",
+        url=url,
+        status=status,
+        retryable=retryable,
+        retry_after_seconds=retry_after_seconds(headers.get("Retry-After")),
+    )
+
+
+async def raise_for_response(response: aiohttp.ClientResponse) -> None:
+    """Raise the typed error for an aiohttp response with an error status; return otherwise.
+
+    Raises:
+        `AuthRequiredError`, `RemoteError`: see `error_for_status`.
+    """
+    if response.status < 400:
+        return
+    body = ""
+    if (response.content_type or "").startswith(("text/", "application/json")):
+        try:
+            raw = await response.content.read(_MESSAGE_CHARS * 4)
+            body = raw.decode("utf-8", "replace")
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            body = ""  # the status says enough; the body was a courtesy
+    raise error_for_status(
+        str(response.url),
+        response.status,
+        response.headers,
+        body,
+        response.headers.get("X-Request-Id") or response.headers.get("X-Amz-Cf-Id"),
+    )
+
+
+# Transport errors of huggingface_hub's HTTP client: requests (<1.0), httpx (1.x), httpx2 (2.x).
+# Matched by class name so that every supported version maps without importing the others.
+_HF_CONNECT_ERRORS = frozenset(
+    {"ConnectError", "ConnectTimeout", "ConnectionError", "ProxyError", "OfflineModeIsEnabled"}
+)
+_HF_TRANSPORT_ERRORS = frozenset(
+    {"TransportError", "NetworkError", "TimeoutException", "ReadTimeout", "RemoteProtocolError"}
+)
+
+
+def error_for_exception(
+    exc: BaseException, url: str, stall_seconds: float | None = None
+) -> ShelfError:
+    """The typed error for a failed request to ``url`` that produced no usable HTTP status.
+
+    Args:
+        exc (`BaseException`): what the HTTP client raised.
+        url (`str`): the URL being fetched.
+        stall_seconds (`float`, *optional*): the stall timeout, named in stall messages.
+
+    Returns:
+        `OfflineError` when the host could not be reached; `RemoteError` (retryable) when the
+        connection broke, stalled or ended early; the error itself if it is already ours.
+    """
+    if isinstance(exc, ShelfError):
+        return exc
+    shown = display_url(url)
+    host = host_of(url)
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int) and status >= 400:  # huggingface_hub's HfHubHTTPError
+        headers = getattr(response, "headers", {}) or {}
+        return error_for_status(
+            str(getattr(response, "url", url)),
+            status,
+            headers,
+            str(getattr(exc, "server_message", "") or ""),
+            getattr(exc, "request_id", None),
+        )
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return OfflineError(f"cannot resolve {host}: no network or no such host", url=url)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+        return RemoteError(f"TLS problem with {host}: {exc}", url=url, retryable=False)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        reason = exc.os_error.strerror or str(exc.os_error)
+        return OfflineError(f"cannot reach {host}: {reason.lower()}", url=url)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return OfflineError(f"cannot reach {host}: connection timed out", url=url)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return RemoteError(f"{shown}: connection closed before the end of the file", url=url)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return RemoteError(f"{host} closed the connection", url=url)
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # aiohttp's sock_read timeout
+        after = f" for {stall_seconds:g} s" if stall_seconds else ""
+        return RemoteError(f"{host} stopped sending{after}; reconnecting", url=url)
+    # Builtins excluded: Python's own ConnectionError is not requests' ConnectionError.
+    names = {cls.__name__ for cls in type(exc).__mro__ if cls.__module__ != "builtins"}
+    if names & _HF_CONNECT_ERRORS or isinstance(exc, ConnectionRefusedError):
+        return OfflineError(f"cannot reach {host}: {exc}", url=url)
+    if isinstance(exc, aiohttp.ClientError | ConnectionError) or names & _HF_TRANSPORT_ERRORS:
+        return RemoteError(f"connection to {host} failed: {exc}", url=url)
+    if isinstance(exc, OSError):
+        return RemoteError(f"connection to {host} failed: {exc.strerror or exc}", url=url)
+    return RemoteError(f"request to {shown} failed: {type(exc).__name__}: {exc}", url=url)

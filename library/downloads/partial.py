@@ -1,0 +1,219 @@
+"""A task's partial data: ``.shelf/partial/<task id>.part``, hashed as it is written.
+
+The invariant that makes resume cheap: the file's size, the write offset and the bytes the
+running `MultiHasher` has seen are the same number. Within one process the hasher lives as long
+as the task, across reconnects and pauses, so resumed bytes are never read back. After a restart
+the hasher is gone: the bytes already on disk are read once through a new one, then the download
+continues from the network.
+
+Every method here blocks (file I/O, hashing): the engine calls them in its thread pool.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import StorageFullError
+from ..fsutil import free_bytes, fsync_dir, storage_errors
+from ..hashing import HashCancelled, Hashes, MultiHasher
+from ..settings import HASH_CHUNK_BYTES
+
+try:  # POSIX: an OS lock on top of the task lease, so two processes never write one file
+    import fcntl
+except ImportError:  # Windows: the lease alone decides who writes
+    fcntl = None  # type: ignore[assignment]
+
+STATE_HEADROOM_BYTES = 8 * 1024 * 1024
+"""Always left free by a download, even with no margin set: room for the queue's own database
+and the records of other models, so a full disk damages nothing else."""
+
+WRITEBACK_BYTES = 64 * 1024 * 1024
+"""Writeback of the bytes written is started every this many bytes."""
+_fadvise = getattr(os, "posix_fadvise", None)  # not on Windows or macOS
+_FADV_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
+
+GIVE_BACK_BYTES = 4 * 1024 * 1024
+"""How much of its tail a partial file gives up when even recording a failure found no room."""
+
+
+class PartialLockedError(Exception):
+    """Another live process holds the partial file's lock (internal; never reaches users)."""
+
+
+class PartialFile:
+    """The partial data of one task and the digests of the bytes in it."""
+
+    def __init__(self, path: Path, free_space_margin_bytes: int) -> None:
+        self.path = path
+        self.free_space_margin_bytes = free_space_margin_bytes
+        self.hasher: MultiHasher | None = None
+        self._fd: int | None = None
+        self._written_back = 0  # bytes handed to the kernel's writeback (`_start_writeback`)
+
+    # -- ownership -----------------------------------------------------------
+
+    def open(self) -> None:
+        """Open (creating it empty if needed) and lock the file for writing.
+
+        Raises:
+            `PartialLockedError`: another process is writing it.
+            `StorageFullError`: the file cannot even be created.
+        """
+        if self._fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with storage_errors(self.path):
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise PartialLockedError(str(self.path)) from None
+        self._fd = fd
+
+    def close(self) -> None:
+        """Close the file (releasing its lock). The hasher is kept for a later resume."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing also releases the flock
+            self._fd = None
+
+    def discard_hasher(self) -> None:
+        if self.hasher is not None:
+            self.hasher.close()
+            self.hasher = None
+
+    @property
+    def offset(self) -> int:
+        return self.hasher.bytes_hashed if self.hasher is not None else 0
+
+    def size_on_disk(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    # -- content -------------------------------------------------------------
+
+    def prepare(self, cancel: threading.Event | None = None) -> int:
+        """Make the hasher match the bytes on disk, reading them once if it does not.
+
+        Returns:
+            `int`: the offset to resume from.
+
+        Raises:
+            `HashCancelled`: ``cancel`` was set while re-reading.
+        """
+        on_disk = self.size_on_disk()
+        if self.hasher is not None and self.hasher.bytes_hashed == on_disk:
+            self._seek_end()
+            return on_disk
+        self.discard_hasher()
+        hasher = MultiHasher()
+        try:
+            with open(self.path, "rb", buffering=0) as handle:
+                while True:
+                    if cancel is not None and cancel.is_set():
+                        raise HashCancelled("re-reading partial data cancelled")
+                    chunk = handle.read(HASH_CHUNK_BYTES)
+                    if not chunk:
+                        break
+                    hasher.update(chunk)
+        except BaseException:
+            hasher.close()
+            raise
+        self.hasher = hasher
+        self._written_back = 0
+        self._seek_end()
+        return hasher.bytes_hashed
+
+    def restart(self) -> None:
+        """Drop every byte: the remote file changed, or the server ignored our range."""
+        self.discard_hasher()
+        assert self._fd is not None, "open() first"
+        os.ftruncate(self._fd, 0)
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        self._written_back = 0
+        self.hasher = MultiHasher()
+
+    def _seek_end(self) -> None:
+        if self._fd is not None:
+            os.lseek(self._fd, 0, os.SEEK_END)
+
+    def append(self, chunks: Sequence[bytes]) -> None:
+        """Write ``chunks`` at the end of the file and hash them.
+
+        They are joined into one block first: one copy costs less than feeding the digest
+        threads many small pieces. On a full disk only the bytes that reached the file are
+        hashed, so file and hasher stay in step and a later resume continues from exactly there.
+
+        Raises:
+            `StorageFullError`: the disk is full, or its free space fell below the margin.
+        """
+        assert self._fd is not None and self.hasher is not None, "open() and prepare() first"
+        block = memoryview(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        self._check_space(len(block))
+        written = 0
+        try:
+            with storage_errors(self.path):
+                while written < len(block):
+                    written += os.write(self._fd, block[written:])
+        finally:
+            if written:
+                self.hasher.update(block[:written])
+        self._start_writeback()
+
+    def _start_writeback(self) -> None:
+        """Ask the kernel to start writing what we wrote, without waiting for it.
+
+        A machine with plenty of memory would otherwise keep gigabytes of the download dirty
+        in the page cache, and the fsync before the file enters the library would write them
+        all at the end, while the user waits. Written behind the download, that cost overlaps
+        with it. (Linux: ``POSIX_FADV_DONTNEED`` starts writeback of dirty pages and drops the
+        clean ones, so a large download does not push everything else out of the cache.)
+        """
+        if _fadvise is None or self._fd is None or self.hasher is None:
+            return
+        end = self.hasher.bytes_hashed
+        if end - self._written_back < WRITEBACK_BYTES:
+            return
+        _fadvise(self._fd, self._written_back, end - self._written_back, _FADV_DONTNEED)
+        self._written_back = end
+
+    def _check_space(self, nbytes: int) -> None:
+        """Stop before the disk is full, not when it is: a statvfs per block costs nothing."""
+        keep = max(self.free_space_margin_bytes, STATE_HEADROOM_BYTES)
+        free = free_bytes(self.path)
+        if free - nbytes < keep:
+            raise StorageFullError(
+                f"the disk holding {self.path.parent} is full ({free:,} bytes free, "
+                f"{keep:,} kept free); the download stopped and keeps its partial data: "
+                "free some space, then resume",
+                path=str(self.path),
+            )
+
+    def give_back(self) -> int:
+        """Cut up to `GIVE_BACK_BYTES` off the end, when the disk has no room left at all (not
+        even to record that the download stopped). Returns the new size; resume re-reads.
+        """
+        size = self.size_on_disk()
+        new_size = max(0, size - GIVE_BACK_BYTES)
+        if self._fd is not None:
+            os.ftruncate(self._fd, new_size)
+        else:
+            os.truncate(self.path, new_size)
+        self.discard_hasher()
+        return new_size
+
+    def finish(self) -> Hashes:
+        """fsync the file and return the digests of everything in it."""
+        assert self._fd is not None and self.hasher is not None, "open() and prepare() first"
+        os.fsync(self._fd)
+        fsync_dir(self.path.parent)
+        return self.hasher.hexdigests()
+
+
+__all__ = ["HashCancelled", "PartialFile", "PartialLockedError"]

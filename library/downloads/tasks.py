@@ -1,0 +1,548 @@
+"""The download queue on disk: `DownloadTask` rows in ``.shelf/state.db``, leased to one process.
+
+Unlike the index, this file is not disposable: it holds what is still to be fetched and how far
+each download got. WAL mode lets several processes (several ComfyUI installs on one library)
+share it; every change is one short ``BEGIN IMMEDIATE`` transaction.
+
+A task is worked on by one process at a time: the one holding its lease (owner = host, pid and
+a per-engine token; an expiry the owner renews). A lease whose owner died expires, or is
+dropped at once when the owner was a process on this host that no longer exists.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from ..errors import StorageFullError, TaskNotFoundError, TaskStoreError
+from ..settings import SQLITE_BUSY_TIMEOUT_MS
+
+log = logging.getLogger("model_shelf.downloads")
+
+HOST = socket.gethostname() or "host"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class TaskState(str, Enum):
+    """Where a download task is in its life."""
+
+    QUEUED = "queued"  # waiting for a slot (or, with ``not_before``, for a retry time)
+    DOWNLOADING = "downloading"
+    PAUSED = "paused"  # stopped by a person; partial data kept
+    VERIFYING = "verifying"  # bytes complete: digests checked, file handed to the library
+    DONE = "done"
+    FAILED = "failed"  # partial data kept where it is useful (e.g. STORAGE_FULL)
+    CANCELLED = "cancelled"  # partial data removed
+
+
+TERMINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
+RUNNABLE_STATES = frozenset({TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING})
+"""States a process may claim a task in (downloading/verifying: its owner died)."""
+
+
+class ControlRequest(str, Enum):
+    """A request from any process to the process running a task, applied at its next chunk."""
+
+    PAUSE = "pause"
+    CANCEL = "cancel"
+
+
+class DownloadTask(BaseModel):
+    """One file to fetch into the library, and everything needed to continue it after a crash."""
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    source: str
+    """What the user gave (URL, ``hf://``, Civitai id...), re-parsed on every start."""
+    source_key: str
+    """Canonical identity of the source: one active task per key, across processes."""
+    source_kind: str
+    model_type: str | None = None
+    name: str | None = None
+    priority: int = 0
+    state: TaskState = TaskState.QUEUED
+    control: ControlRequest | None = None
+    attempts: int = 0
+    """Requests that failed, over the task's life."""
+    failures: int = 0
+    """Failed requests in a row without a byte of progress; at ``max_attempts`` the task fails."""
+    error_code: str | None = None
+    error_message: str | None = None
+    error_detail: str | None = None
+    """A traceback, for failures that were not expected."""
+    wait_reason: str | None = None
+    """Why a queued task is not running yet (``OFFLINE: ...``, ``HOST_UNAVAILABLE: ...``)."""
+    not_before: float | None = None
+    """Unix time before which the task is not started again (a retry wait)."""
+    bytes_done: int = 0
+    expected_size: int | None = None
+    expected_sha256: str | None = None
+    """``"sha256:<hex>"``: given by the user, a workflow, or the source's metadata."""
+    url: str | None = None
+    """The URL bytes come from (may be a signed CDN URL; re-resolved when it expires)."""
+    filename: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    remote_version: str | None = None
+    """The source's id for the file's content (an LFS sha256, a commit); a change restarts."""
+    source_ref: dict[str, Any] | None = None
+    """The `SourceRef` written to the model's record."""
+    hashes: dict[str, str] = Field(default_factory=dict)
+    model_id: str | None = None
+    model_name: str | None = None
+    """``type/name`` of the model in the library once done."""
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+    finished_at: datetime | None = None
+
+    @property
+    def in_terminal_state(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def running(self) -> bool:
+        return self.state in (TaskState.DOWNLOADING, TaskState.VERIFYING)
+
+    @property
+    def partial_name(self) -> str:
+        """File name of the task's partial data under ``.shelf/partial/``."""
+        return f"{self.id}.part"
+
+
+# Columns in table order. JSON columns are stored as text; everything else maps 1:1.
+_COLUMNS: tuple[str, ...] = tuple(DownloadTask.model_fields)
+_JSON_COLUMNS = frozenset({"source_ref", "hashes"})
+_UPDATABLE = frozenset(_COLUMNS) - {"id", "source", "source_key", "source_kind", "created_at"}
+
+
+def _migration_1(db: sqlite3.Connection) -> None:
+    statements = [
+        """CREATE TABLE tasks (
+            id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            source_key TEXT NOT NULL,
+            source_kind TEXT NOT NULL,
+            model_type TEXT,
+            name TEXT,
+            priority INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL,
+            control TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            error_code TEXT,
+            error_message TEXT,
+            error_detail TEXT,
+            wait_reason TEXT,
+            not_before REAL,
+            bytes_done INTEGER NOT NULL DEFAULT 0,
+            expected_size INTEGER,
+            expected_sha256 TEXT,
+            url TEXT,
+            filename TEXT,
+            etag TEXT,
+            last_modified TEXT,
+            remote_version TEXT,
+            source_ref TEXT,
+            hashes TEXT NOT NULL DEFAULT '{}',
+            model_id TEXT,
+            model_name TEXT,
+            lease_owner TEXT,
+            lease_expires_at REAL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            finished_at TEXT
+        )""",
+        "CREATE INDEX tasks_by_state ON tasks(state, priority DESC, created_at)",
+        "CREATE INDEX tasks_by_source ON tasks(source_key)",
+        # One unfinished task per source, enforced by the database itself so that two processes
+        # adding the same model at the same moment cannot both win.
+        "CREATE UNIQUE INDEX tasks_one_active_per_source ON tasks(source_key)"
+        " WHERE state IN ('queued', 'downloading', 'paused', 'verifying')",
+    ]
+    # One statement at a time: executescript() would COMMIT and break the migration transaction.
+    for statement in statements:
+        db.execute(statement)
+
+
+# Numbered steps, N -> N+1; PRAGMA user_version says how far the file got.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+
+
+def _to_row(task: DownloadTask) -> list[object]:
+    data = task.model_dump(mode="json")
+    return [
+        json.dumps(data[c]) if c in _JSON_COLUMNS and data[c] is not None else data[c]
+        for c in _COLUMNS
+    ]
+
+
+def _from_row(row: sqlite3.Row) -> DownloadTask:
+    data = {c: row[c] for c in _COLUMNS}
+    for column in _JSON_COLUMNS:
+        if data[column] is not None:
+            data[column] = json.loads(data[column])
+    return DownloadTask.model_validate(data)
+
+
+def _encode(column: str, value: object) -> object:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if column in _JSON_COLUMNS and value is not None:
+        return json.dumps(value)
+    return value
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with ``pid`` exists on this host (or we cannot tell)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists but not ours (EPERM), or the platform cannot say
+    return True
+
+
+def new_owner_id() -> str:
+    """A lease owner id: ``host|pid|token`` (token: several engines in one process)."""
+    return f"{HOST}|{os.getpid()}|{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` was a process on this host that has exited."""
+    host, _, rest = owner.partition("|")
+    pid_text = rest.partition("|")[0]
+    if host != HOST or not pid_text.isdigit():
+        return False
+    return int(pid_text) != os.getpid() and not pid_alive(int(pid_text))
+
+
+class TaskStore:
+    """The task table of one ``state.db``. One SQLite connection per thread; thread-safe."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._migrate()
+
+    # -- connections ---------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path,
+            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        db.row_factory = sqlite3.Row
+        db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a task's state must survive a power cut, not only a process crash.
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = self._connect()
+            except sqlite3.Error as exc:
+                raise TaskStoreError(f"cannot open the download queue {self.path}: {exc}") from exc
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    def _error(self, exc: sqlite3.Error) -> Exception:
+        if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower():
+            return StorageFullError(
+                f"no space left to record download state in {self.path}", path=str(self.path)
+            )
+        return TaskStoreError(f"download queue {self.path}: {exc}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise self._error(exc) from exc
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for step in range(version, len(MIGRATIONS)):
+                MIGRATIONS[step](db)
+                db.execute(f"PRAGMA user_version={step + 1}")
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # -- reads ---------------------------------------------------------------
+
+    def _select(
+        self, db: sqlite3.Connection, where: str, params: Sequence[object]
+    ) -> list[DownloadTask]:
+        rows = db.execute(
+            f"SELECT * FROM tasks WHERE {where} ORDER BY priority DESC, created_at, rowid",
+            tuple(params),
+        ).fetchall()
+        tasks = []
+        for row in rows:
+            try:
+                tasks.append(_from_row(row))
+            except (ValidationError, ValueError) as exc:
+                # A row written by a newer version, or damaged: skip it, loudly, keep the rest.
+                log.warning("skipping unreadable download task %s: %s", row["id"], exc)
+        return tasks
+
+    def get(self, task_id: str) -> DownloadTask:
+        """The task with ``task_id``.
+
+        Raises:
+            `TaskNotFoundError`: no such task.
+        """
+        try:
+            found = self._select(self.db, "id = ?", (task_id,))
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        if not found:
+            raise TaskNotFoundError(f"no download task {task_id!r}")
+        return found[0]
+
+    def list(self, states: Iterable[TaskState] | None = None) -> list[DownloadTask]:
+        """Every task (in the given states), highest priority first, then oldest first."""
+        wanted = [s.value for s in states] if states is not None else [s.value for s in TaskState]
+        marks = ", ".join("?" for _ in wanted)
+        try:
+            return self._select(self.db, f"state IN ({marks})", wanted)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def latest_for_source(self, source_key: str) -> DownloadTask | None:
+        """The newest task for ``source_key``, in any state."""
+        try:
+            rows = self.db.execute(
+                "SELECT * FROM tasks WHERE source_key = ? ORDER BY created_at DESC, rowid DESC"
+                " LIMIT 1",
+                (source_key,),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return _from_row(rows[0]) if rows else None
+
+    # -- writes --------------------------------------------------------------
+
+    def insert(self, task: DownloadTask) -> tuple[DownloadTask, bool]:
+        """Insert ``task`` unless an unfinished task for the same source exists.
+
+        Returns:
+            `tuple[DownloadTask, bool]`: the task now in the queue, and whether it is the new one.
+        """
+        marks = ", ".join("?" for _ in _COLUMNS)
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    f"INSERT INTO tasks ({', '.join(_COLUMNS)}) VALUES ({marks})", _to_row(task)
+                )
+            return task, True
+        except TaskStoreError as exc:
+            if not isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise
+        active = [
+            t
+            for t in self._select(self.db, "source_key = ?", (task.source_key,))
+            if not t.in_terminal_state
+        ]
+        if not active:  # the other task finished in between: try once more
+            return self.insert(task)
+        return active[0], False
+
+    def update(self, task_id: str, owner: str | None = None, **fields: object) -> DownloadTask:
+        """Set ``fields`` on a task; with ``owner``, only while that owner holds its lease.
+
+        Returns:
+            `DownloadTask`: the task after the change.
+
+        Raises:
+            `TaskNotFoundError`: no such task, or ``owner`` no longer holds its lease.
+        """
+        unknown = set(fields) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"not task fields: {sorted(unknown)}")
+        fields["updated_at"] = utc_now()
+        sets = ", ".join(f"{column} = ?" for column in fields)
+        params = [_encode(c, v) for c, v in fields.items()]
+        where = "id = ?"
+        params.append(task_id)
+        if owner is not None:
+            where += " AND lease_owner = ?"
+            params.append(owner)
+        with self._transaction() as db:
+            changed = db.execute(f"UPDATE tasks SET {sets} WHERE {where}", params).rowcount
+            found = self._select(db, "id = ?", (task_id,))
+        if not changed or not found:
+            raise TaskNotFoundError(f"download task {task_id!r} is gone or held by another process")
+        return found[0]
+
+    def claim(
+        self, owner: str, lease_seconds: float, only: Iterable[str] | None = None
+    ) -> DownloadTask | None:
+        """Lease the most urgent runnable task to ``owner``; None if there is nothing to do.
+
+        Runnable: queued (and past its ``not_before``), or left downloading/verifying by an owner
+        whose lease expired or who died on this host.
+
+        Args:
+            owner (`str`): from `new_owner_id`.
+            lease_seconds (`float`): how long the lease lasts unless renewed.
+            only (`Iterable[str]`, *optional*): consider only these task ids.
+        """
+        now = time.time()
+        wanted = [s.value for s in RUNNABLE_STATES]
+        marks = ", ".join("?" for _ in wanted)
+        where = f"state IN ({marks}) AND (not_before IS NULL OR not_before <= ?)"
+        params: list[object] = [*wanted, now]
+        if only is not None:
+            ids = list(only)
+            if not ids:
+                return None
+            where += f" AND id IN ({', '.join('?' for _ in ids)})"
+            params += ids
+        with self._transaction() as db:
+            for task in self._select(db, where, params):
+                free = (
+                    task.lease_owner is None
+                    or (task.lease_expires_at or 0) < now
+                    or owner_is_dead(task.lease_owner)
+                )
+                if not free:
+                    continue
+                db.execute(
+                    "UPDATE tasks SET lease_owner = ?, lease_expires_at = ?, updated_at = ?"
+                    " WHERE id = ?",
+                    (owner, now + lease_seconds, utc_now().isoformat(), task.id),
+                )
+                return task.model_copy(
+                    update={"lease_owner": owner, "lease_expires_at": now + lease_seconds}
+                )
+        return None
+
+    def renew(
+        self, task_id: str, owner: str, lease_seconds: float, bytes_done: int
+    ) -> DownloadTask | None:
+        """Extend ``owner``'s lease and record progress; None if the lease was lost.
+
+        The returned task carries any `ControlRequest` another process made meanwhile.
+        """
+        with self._transaction() as db:
+            changed = db.execute(
+                "UPDATE tasks SET lease_expires_at = ?, bytes_done = ?, updated_at = ?"
+                " WHERE id = ? AND lease_owner = ?",
+                (time.time() + lease_seconds, bytes_done, utc_now().isoformat(), task_id, owner),
+            ).rowcount
+            if not changed:
+                return None
+            return self._select(db, "id = ?", (task_id,))[0]
+
+    def request(self, task_id: str, action: ControlRequest | None) -> tuple[DownloadTask, bool]:
+        """Pause, cancel (``action``) or resume (``None``) a task, from any process.
+
+        A task nobody is running changes state at once. A running one gets a `ControlRequest`
+        that its owner applies at its next chunk (or the next owner applies when it claims it).
+
+        Returns:
+            `tuple[DownloadTask, bool]`: the task after the change, and whether its partial data
+            is now unowned and should be removed by the caller (cancel of a task not running).
+
+        Raises:
+            `TaskNotFoundError`: no such task.
+        """
+        with self._transaction() as db:
+            found = self._select(db, "id = ?", (task_id,))
+            if not found:
+                raise TaskNotFoundError(f"no download task {task_id!r}")
+            task = found[0]
+            fields, remove_partial = _transition(task, action)
+            if fields:
+                fields["updated_at"] = utc_now()
+                sets = ", ".join(f"{column} = ?" for column in fields)
+                db.execute(
+                    f"UPDATE tasks SET {sets} WHERE id = ?",
+                    [*(_encode(c, v) for c, v in fields.items()), task_id],
+                )
+                task = self._select(db, "id = ?", (task_id,))[0]
+        return task, remove_partial
+
+
+def _transition(
+    task: DownloadTask, action: ControlRequest | None
+) -> tuple[dict[str, object], bool]:
+    """The column changes for pause/cancel/resume of ``task``, and whether to drop its partial."""
+    leased = task.lease_owner is not None and (task.lease_expires_at or 0) >= time.time()
+    if task.in_terminal_state and not (action is None and task.state is TaskState.FAILED):
+        if action is ControlRequest.CANCEL and task.state is TaskState.FAILED:
+            return {"state": TaskState.CANCELLED, "finished_at": utc_now()}, True
+        return {}, False
+    if action is None:  # resume
+        if task.state in (TaskState.PAUSED, TaskState.FAILED):
+            return {
+                "state": TaskState.QUEUED,
+                "control": None,
+                "failures": 0,
+                "error_code": None,
+                "error_message": None,
+                "error_detail": None,
+                "wait_reason": None,
+                "not_before": None,
+                "finished_at": None,
+            }, False
+        # Queued and waiting for a retry time: a person asking to resume means "try now".
+        return {"control": None, "not_before": None}, False
+    if task.running and leased:
+        return {"control": action}, False
+    if action is ControlRequest.PAUSE:
+        if task.state is TaskState.PAUSED:
+            return {}, False
+        return {"state": TaskState.PAUSED, "control": None, "lease_owner": None}, False
+    return {
+        "state": TaskState.CANCELLED,
+        "control": None,
+        "lease_owner": None,
+        "finished_at": utc_now(),
+    }, True

@@ -1,0 +1,56 @@
+"""Plain URLs: the bytes are at the URL itself; the file name comes from the response.
+
+Only HTTPS, except to this machine (tests, a local mirror) or when the user allows insecure HTTP;
+a redirect to plain HTTP elsewhere is refused the same way (checked by the engine on the final
+URL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import aiohttp
+
+from ..downloads.http import check_secure
+from ..errors import InvalidSourceError
+from ..records import SourceRef
+from ..settings import DownloadSettings
+from . import RemoteFile, safe_filename
+
+
+@dataclass(frozen=True)
+class URLSource:
+    url: str
+
+    kind = "url"
+
+    @property
+    def key(self) -> str:
+        return f"url:{self.url}"
+
+    async def locate(self, session: aiohttp.ClientSession) -> RemoteFile:
+        """Nothing to ask: the URL is the location. The name may be improved from the response."""
+        name = unquote(urlsplit(self.url).path.rsplit("/", 1)[-1])
+        return RemoteFile(
+            url=self.url,
+            filename=safe_filename(name),
+            source_ref=SourceRef(kind="url", url=self.url),
+        )
+
+
+def parse(text: str, settings: DownloadSettings) -> URLSource:
+    """Validate and normalise an http(s) URL (scheme and host lower-cased, fragment dropped).
+
+    Raises:
+        `InsecureURLError`: plain HTTP off this machine, not allowed.
+        `InvalidSourceError`: no host.
+    """
+    parts = urlsplit(text)
+    if not parts.hostname:
+        raise InvalidSourceError(f"no host in URL {text!r}")
+    normal = urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, "")
+    )
+    check_secure(normal, settings.allow_insecure_http)
+    return URLSource(normal)

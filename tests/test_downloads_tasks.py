@@ -1,0 +1,197 @@
+"""The download queue in ``state.db``: one unfinished task per source, leases, pause/cancel/resume
+from any process, migrations."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from model_shelf.library.downloads.tasks import (
+    HOST,
+    MIGRATIONS,
+    ControlRequest,
+    DownloadTask,
+    TaskState,
+    TaskStore,
+    new_owner_id,
+    owner_is_dead,
+)
+from model_shelf.library.errors import TaskNotFoundError
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[TaskStore]:
+    opened = TaskStore(tmp_path / "state.db")
+    yield opened
+    opened.close()
+
+
+def task(key: str = "url:https://example.com/m.safetensors", **fields) -> DownloadTask:
+    return DownloadTask(source=key.partition(":")[2], source_key=key, source_kind="url", **fields)
+
+
+def test_schema_is_migrated_in_numbered_steps_and_uses_wal(store, tmp_path):
+    db = sqlite3.connect(tmp_path / "state.db")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    TaskStore(tmp_path / "state.db").close()  # reopening runs no step twice
+
+
+def test_a_task_round_trips_with_every_field(store):
+    original = task(model_type="loras", name="x", priority=3, expected_sha256="sha256:" + "a" * 64)
+    original.source_ref = {"kind": "url", "url": "https://example.com/m.safetensors"}
+    original.hashes = {"sha256": "sha256:" + "b" * 64}
+    store.insert(original)
+    assert store.get(original.id) == original
+
+
+def test_derived_flags_follow_the_state():
+    assert task(state=TaskState.DONE).in_terminal_state
+    assert task(state=TaskState.CANCELLED).in_terminal_state
+    assert not task(state=TaskState.PAUSED).in_terminal_state
+    assert task(state=TaskState.VERIFYING).running
+    assert not task(state=TaskState.QUEUED).running
+    assert task().partial_name.endswith(".part")
+
+
+def test_one_unfinished_task_per_source(store):
+    first, created = store.insert(task())
+    again, created_again = store.insert(task())
+    assert created and not created_again
+    assert again.id == first.id
+    store.update(first.id, state=TaskState.DONE)
+    third, created_third = store.insert(task())
+    assert created_third and third.id != first.id
+
+
+def test_two_threads_adding_the_same_source_make_one_task(tmp_path):
+    path = tmp_path / "state.db"
+    TaskStore(path).close()
+    results = []
+    barrier = threading.Barrier(8)
+
+    def add() -> None:
+        local = TaskStore(path)
+        barrier.wait()
+        results.append(local.insert(task())[0].id)
+        local.close()
+
+    threads = [threading.Thread(target=add) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 1
+
+
+def test_claims_go_by_priority_then_age_and_lease_one_owner(store):
+    low = store.insert(task("url:a"))[0]
+    high = store.insert(task("url:b", priority=9))[0]
+    owner = new_owner_id()
+    assert store.claim(owner, 30).id == high.id
+    assert store.claim(owner, 30).id == low.id
+    assert store.claim(new_owner_id(), 30) is None  # both leased
+
+
+def test_a_waiting_task_is_not_claimed_before_its_time(store):
+    waiting = store.insert(task(not_before=time.time() + 3600))[0]
+    assert store.claim(new_owner_id(), 30) is None
+    store.update(waiting.id, not_before=time.time() - 1)
+    assert store.claim(new_owner_id(), 30).id == waiting.id
+
+
+def test_an_expired_lease_can_be_taken_and_the_old_owner_learns_it_lost(store):
+    queued = store.insert(task())[0]
+    first, second = new_owner_id(), new_owner_id()
+    store.claim(first, lease_seconds=-1.0)  # a lease that has run out (no renewal came)
+    store.update(queued.id, first, state=TaskState.DOWNLOADING)
+    assert store.claim(second, 30).id == queued.id
+    assert store.renew(queued.id, first, 30, 100) is None
+    with pytest.raises(TaskNotFoundError):
+        store.update(queued.id, first, bytes_done=5)
+    assert store.renew(queued.id, second, 30, 100).bytes_done == 100
+
+
+def test_a_lease_held_by_a_dead_process_on_this_host_is_free_at_once(store):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    owner = f"{HOST}|{dead.stdout.strip()}|deadbeef"
+    assert owner_is_dead(owner)
+    assert not owner_is_dead(f"{HOST}|{os.getpid()}|other")
+    assert not owner_is_dead(f"another-host|{dead.stdout.strip()}|x")  # cannot tell: wait
+    crashed = store.insert(task())[0]
+    store.claim(owner, lease_seconds=3600)
+    store.update(crashed.id, state=TaskState.DOWNLOADING)
+    reclaimed = store.claim(new_owner_id(), 30)
+    assert reclaimed.id == crashed.id and reclaimed.state is TaskState.DOWNLOADING
+
+
+def test_pause_and_cancel_of_an_idle_task_apply_at_once(store):
+    queued = store.insert(task())[0]
+    paused, orphan = store.request(queued.id, ControlRequest.PAUSE)
+    assert paused.state is TaskState.PAUSED and not orphan
+    resumed, _ = store.request(queued.id, None)
+    assert resumed.state is TaskState.QUEUED
+    cancelled, orphan = store.request(queued.id, ControlRequest.CANCEL)
+    assert cancelled.state is TaskState.CANCELLED and orphan
+    assert cancelled.finished_at is not None
+
+
+def test_pause_and_cancel_of_a_running_task_are_requests_for_its_owner(store):
+    queued = store.insert(task())[0]
+    owner = new_owner_id()
+    store.claim(owner, 30)
+    store.update(queued.id, owner, state=TaskState.DOWNLOADING)
+    requested, orphan = store.request(queued.id, ControlRequest.PAUSE)
+    assert requested.state is TaskState.DOWNLOADING and not orphan
+    assert requested.control is ControlRequest.PAUSE
+    assert store.renew(queued.id, owner, 30, 0).control is ControlRequest.PAUSE
+    store.request(queued.id, None)  # resume before the owner got to it
+    assert store.get(queued.id).control is None
+
+
+def test_resume_queues_a_failed_task_again_and_clears_its_error(store):
+    failed = store.insert(task())[0]
+    store.update(failed.id, state=TaskState.FAILED, error_code="STORAGE_FULL", error_message="full")
+    resumed, _ = store.request(failed.id, None)
+    assert resumed.state is TaskState.QUEUED
+    assert resumed.error_code is None and resumed.error_message is None
+
+
+def test_a_finished_task_is_left_alone(store):
+    done = store.insert(task())[0]
+    store.update(done.id, state=TaskState.DONE)
+    for action in (ControlRequest.PAUSE, ControlRequest.CANCEL, None):
+        assert store.request(done.id, action)[0].state is TaskState.DONE
+
+
+def test_unknown_tasks_and_fields_are_refused(store):
+    with pytest.raises(TaskNotFoundError) as caught:
+        store.get("nope")
+    assert caught.value.code == "TASK_NOT_FOUND"
+    queued = store.insert(task())[0]
+    with pytest.raises(ValueError):
+        store.update(queued.id, **{"state = 'done'; --": 1})
+
+
+def test_an_unreadable_row_is_skipped_not_fatal(store, tmp_path):
+    good = store.insert(task("url:good"))[0]
+    bad = store.insert(task("url:bad"))[0]
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("UPDATE tasks SET state = 'from-the-future' WHERE id = ?", (bad.id,))
+    db.commit()
+    db.close()
+    assert [t.id for t in store.list()] == [good.id]
