@@ -1,0 +1,34 @@
+"""Health of the library: background hashing and verification (`hasher`), the health report
+(`report`, built by `doctor`), duplicates, clean-up of left-overs, disk headroom, and repair
+through the download queue."""
+
+from .cleanup import Cleaner, CleanReport, Orphan, find_orphans
+from .doctor import Doctor
+from .duplicates import DedupeReport, Deduplicator, find_duplicates
+from .hasher import BackgroundHasher, HasherStatus, WorkKind
+from .repair import Repairer, RepairJob, RepairResult, repairable
+from .report import DiskReport, DuplicateGroup, HealthItem, HealthReport, HealthSection, Severity
+
+__all__ = [
+    "BackgroundHasher",
+    "CleanReport",
+    "Cleaner",
+    "DedupeReport",
+    "Deduplicator",
+    "DiskReport",
+    "Doctor",
+    "DuplicateGroup",
+    "HasherStatus",
+    "HealthItem",
+    "HealthReport",
+    "HealthSection",
+    "Orphan",
+    "RepairJob",
+    "RepairResult",
+    "Repairer",
+    "Severity",
+    "WorkKind",
+    "find_duplicates",
+    "find_orphans",
+    "repairable",
+]

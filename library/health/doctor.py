@@ -1,0 +1,278 @@
+"""`Doctor`: builds the `HealthReport` from the index, a stat sweep, the disk and the state folder.
+
+No model file is read: corruption shows up through verification (the background hasher, or
+``verify``); the report says what the last checks found, plus what a stat of every file shows
+now (ghosts, returns, content changed since it was recorded).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from ..catalog import Catalog
+from ..layout import Layout
+from ..records import Health, ModelRecord
+from ..settings import HealthSettings
+from ..sync import Reconciler
+from .cleanup import TaskStateOf, find_orphans
+from .disk import disk_report
+from .duplicates import find_duplicates
+from .hasher import BackgroundHasher
+from .repair import repairable
+from .report import (
+    DiskSection,
+    DuplicatesSection,
+    HasherSection,
+    HealthItem,
+    HealthReport,
+    HealthSection,
+    Severity,
+)
+
+MAX_ITEMS = 100
+"""Items listed per section (the count is always complete)."""
+
+CLI = "python -m model_shelf"
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+def _item(record: ModelRecord) -> HealthItem:
+    return HealthItem(
+        name=record.display(),
+        detail=record.health_detail,
+        size=record.size,
+        model_id=record.id,
+        repairable=repairable(record),
+    )
+
+
+class Doctor:
+    """Examines one library and says what is wrong and how to fix each thing.
+
+    Args:
+        layout, catalog, reconciler: the library's services.
+        settings (`HealthSettings`): the disk warning threshold, the age of orphans.
+        refuse_below_free_bytes (`int`): the download engine's free-space margin.
+        task_state (`TaskStateOf`, *optional*): looks up download tasks (partial downloads).
+        hasher (`BackgroundHasher`, *optional*): reported on when running.
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        catalog: Catalog,
+        reconciler: Reconciler,
+        settings: HealthSettings,
+        refuse_below_free_bytes: int,
+        task_state: TaskStateOf | None = None,
+        hasher: BackgroundHasher | None = None,
+    ) -> None:
+        self.layout = layout
+        self.catalog = catalog
+        self.reconciler = reconciler
+        self.settings = settings
+        self.refuse_below_free_bytes = refuse_below_free_bytes
+        self.task_state = task_state
+        self.hasher = hasher
+
+    def report(self) -> HealthReport:
+        """Sweep (stat every recorded file), then build every section.
+
+        Raises:
+            `IndexStoreError`: the index cannot be read.
+            `OSError`: the root cannot be examined.
+        """
+        sweep = self.reconciler.sweep()
+        index = self.catalog.index
+        sections = {
+            "corrupted": self._corrupted(index.with_health(Health.CORRUPTED.value)),
+            "missing": self._missing(index.with_health(Health.MISSING.value)),
+            "changed": self._changed(sweep.changed_ids),
+            "pending": self._pending(),
+            "duplicates": self._duplicates(),
+            "orphans": self._orphans(),
+            "disk": self._disk(),
+        }
+        ok = all(s.severity in (Severity.OK, Severity.INFO) for s in sections.values())
+        return HealthReport(
+            root=str(self.layout.root),
+            generated_at=datetime.now(timezone.utc),
+            models=index.count(),
+            ok=ok,
+            background=self._background(),
+            **sections,
+        )
+
+    def _corrupted(self, records: list[ModelRecord]) -> HealthSection:
+        without_source = [r for r in records if not repairable(r)]
+        fix = (
+            f"'{CLI} repair NAME' (or 'repair --all') downloads it again from its source and "
+            "verifies it"
+        )
+        if without_source:
+            fix += "; with no known source: import a good copy, or remove it with 'rm NAME'"
+        return HealthSection(
+            key="corrupted",
+            title="Corrupted: content differs from the record",
+            severity=Severity.ERROR if records else Severity.OK,
+            count=len(records),
+            items=[_item(r) for r in records[:MAX_ITEMS]],
+            fix=fix if records else None,
+        )
+
+    def _missing(self, records: list[ModelRecord]) -> HealthSection:
+        return HealthSection(
+            key="missing",
+            title="Missing: recorded, but the files are gone (ghosts)",
+            severity=Severity.WARNING if records else Severity.OK,
+            count=len(records),
+            items=[_item(r) for r in records[:MAX_ITEMS]],
+            fix=(
+                "put the files back (they are found again), "
+                f"'{CLI} repair NAME' to download them again, "
+                f"or '{CLI} purge-ghosts' to forget them"
+            )
+            if records
+            else None,
+        )
+
+    def _changed(self, ids: list[str]) -> HealthSection:
+        records = [
+            r
+            for r in self.catalog.index.get_many(ids)
+            if r.health is Health.OK and r.hash_state.value == "hashed"
+        ]
+        return HealthSection(
+            key="changed",
+            title="Changed on disk since recorded (not verified yet)",
+            severity=Severity.WARNING if records else Severity.OK,
+            count=len(records),
+            items=[_item(r) for r in records[:MAX_ITEMS]],
+            fix=(
+                f"'{CLI} verify NAME' compares the content with the record "
+                "(done by itself while the library is watched)"
+            )
+            if records
+            else None,
+        )
+
+    def _pending(self) -> HealthSection:
+        count = self.catalog.index.count_by("hash_state").get("pending", 0)
+        rows = self.catalog.index.pending_rows(MAX_ITEMS)
+        return HealthSection(
+            key="pending",
+            title="Waiting for their digests",
+            severity=Severity.INFO if count else Severity.OK,
+            count=count,
+            items=[HealthItem(name=f"{r.type}/{r.name}", size=r.size, model_id=r.id) for r in rows],
+            fix=(
+                "hashed in the background while the library is watched (ComfyUI running), "
+                f"or now with '{CLI} verify'"
+            )
+            if count
+            else None,
+        )
+
+    def _duplicates(self) -> DuplicatesSection:
+        groups = find_duplicates(self.catalog)
+        mergeable = [g for g in groups if g.others]
+        reclaimable = sum(g.size * len(g.others) for g in groups)
+        return DuplicatesSection(
+            key="duplicates",
+            title="Same content under different names",
+            severity=Severity.INFO if groups else Severity.OK,
+            count=len(groups),
+            items=[
+                HealthItem(
+                    name=g.keep,
+                    detail="also as " + ", ".join(g.others + g.across_types),
+                    size=g.size,
+                )
+                for g in groups[:MAX_ITEMS]
+            ],
+            groups=groups[:MAX_ITEMS],
+            reclaimable_bytes=reclaimable,
+            fix=(
+                f"'{CLI} dedupe' keeps the oldest copy of each and records the other names as "
+                f"its aliases (frees {_human(reclaimable)}); copies in different type folders "
+                "are only reported"
+            )
+            if mergeable
+            else (
+                "copies in different type folders: remove one with 'rm' if unneeded"
+                if groups
+                else None
+            ),
+        )
+
+    def _orphans(self) -> HealthSection:
+        orphans = find_orphans(self.layout, self.task_state, self.settings.stale_partial_seconds)
+        total = sum(o.size for o in orphans)
+        return HealthSection(
+            key="orphans",
+            title="Left-over temporaries and partial downloads",
+            severity=Severity.INFO if orphans else Severity.OK,
+            count=len(orphans),
+            items=[
+                HealthItem(name=str(o.path), detail=o.reason, size=o.size)
+                for o in orphans[:MAX_ITEMS]
+            ],
+            fix=f"'{CLI} clean' removes them (frees {_human(total)})" if orphans else None,
+        )
+
+    def _disk(self) -> DiskSection:
+        disk = disk_report(
+            self.layout,
+            self.catalog.index,
+            self.settings.disk_warn_used_fraction,
+            self.refuse_below_free_bytes,
+        )
+        if disk.free_bytes < disk.refuse_below_free_bytes:
+            severity = Severity.ERROR
+        elif disk.used_fraction >= disk.warn_used_fraction:
+            severity = Severity.WARNING
+        else:
+            severity = Severity.OK
+        detail = (
+            f"{disk.used_fraction:.0%} used, {_human(disk.free_bytes)} free of "
+            f"{_human(disk.total_bytes)}; downloads are refused below "
+            f"{_human(disk.refuse_below_free_bytes)} free"
+        )
+        return DiskSection(
+            key="disk",
+            title="Disk space",
+            severity=severity,
+            count=0 if severity is Severity.OK else 1,
+            items=[HealthItem(name=disk.root, detail=detail, size=disk.free_bytes)]
+            + [
+                HealthItem(name=t.type, detail=f"{t.models} models", size=t.bytes)
+                for t in disk.types
+            ],
+            disk=disk,
+            fix=(
+                "free space on that disk, or move the library root to a larger one (records hold "
+                "paths relative to the root: nothing is re-hashed after a move)"
+            )
+            if severity is not Severity.OK
+            else None,
+        )
+
+    def _background(self) -> HasherSection | None:
+        if self.hasher is None or not self.hasher.running:
+            return None
+        status = self.hasher.status()
+        return HasherSection(
+            running=status.running,
+            paused=status.paused,
+            queued=status.queued,
+            reading=len(status.reading),
+            bytes_hashed=status.bytes_hashed,
+            verify_pass_requested_at=status.pass_requested_at,
+        )

@@ -1,0 +1,121 @@
+"""Models with the same content under different names: found by sha256, deduplicated into one
+file whose record keeps the other names as aliases (workflows that use them still resolve).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..catalog import Catalog
+from ..records import HashState, Health, ModelRecord, RecordStore
+from ..removal import Remover
+from ..verify import Verifier
+from .report import DuplicateGroup
+
+
+@dataclass
+class DedupeReport:
+    """``kept -> [names removed and aliased]`` and groups left alone (with why)."""
+
+    merged: dict[str, list[str]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+
+
+def _group(records: list[ModelRecord]) -> tuple[ModelRecord, list[ModelRecord], list[ModelRecord]]:
+    """(kept, same-type others, copies in other types): the oldest copy is kept."""
+    kept = records[0]
+    same = [r for r in records[1:] if r.type == kept.type]
+    other = [r for r in records[1:] if r.type != kept.type]
+    return kept, same, other
+
+
+def find_duplicates(catalog: Catalog) -> list[DuplicateGroup]:
+    """Every group of models sharing a sha256, oldest first (the one `dedupe` keeps)."""
+    groups = []
+    for records in catalog.index.duplicate_groups():
+        kept, same, other = _group(records)
+        groups.append(
+            DuplicateGroup(
+                sha256=kept.hashes["sha256"],
+                size=kept.size,
+                keep=kept.display(),
+                others=[r.display() for r in same],
+                across_types=[r.display() for r in other],
+            )
+        )
+    return groups
+
+
+class Deduplicator:
+    """Keeps one copy of each duplicated model; the others' names become its aliases."""
+
+    def __init__(
+        self, records: RecordStore, catalog: Catalog, remover: Remover, verifier: Verifier
+    ) -> None:
+        self.records = records
+        self.catalog = catalog
+        self.remover = remover
+        self.verifier = verifier
+
+    def dedupe(self, keep: set[str] | None = None) -> DedupeReport:
+        """Merge every same-type duplicate group.
+
+        The copy kept (the oldest, or the one named in ``keep``) is verified first: a copy that
+        no longer matches its digests is never the one kept. Each duplicate's names, tags and
+        sources move to the kept record, which is saved before the duplicate's files and
+        sidecar are removed (journaled), so a crash in between loses nothing.
+
+        Args:
+            keep (`set[str]`, *optional*): ``type/name`` of copies to keep instead of the oldest.
+
+        Returns:
+            `DedupeReport`: what was merged and what was left alone.
+        """
+        report = DedupeReport()
+        for records in self.catalog.index.duplicate_groups():
+            by_type: dict[str, list[ModelRecord]] = {}
+            for record in records:
+                by_type.setdefault(record.type, []).append(record)
+            for group in by_type.values():
+                if len(group) > 1:
+                    self._merge(group, keep or set(), report)
+        return report
+
+    def _merge(self, group: list[ModelRecord], keep: set[str], report: DedupeReport) -> None:
+        usable = [r for r in group if r.health is Health.OK and r.hash_state is HashState.HASHED]
+        if len(usable) < 2:
+            report.skipped.append(
+                f"{', '.join(r.display() for r in group)}: not all verified copies (verify first)"
+            )
+            return
+        chosen = [r for r in usable if r.display() in keep]
+        ordered = chosen + [r for r in usable if r not in chosen]
+        kept = None
+        for candidate in ordered:
+            if self.verifier.verify(candidate).health is Health.OK:
+                kept = self.catalog.index.get(candidate.id)
+                break
+        if kept is None:
+            report.skipped.append(f"{group[0].display()}: no copy matches its digests")
+            return
+        others = [r for r in usable if r.id != kept.id]
+        for other in others:
+            for name in [other.name, *other.aliases]:
+                if name != kept.name and name not in kept.aliases:
+                    kept.aliases.append(name)
+            kept.tags += [t for t in other.tags if t not in kept.tags]
+            known = {s.url for s in kept.sources}
+            kept.sources += [s for s in other.sources if s.url not in known]
+            kept.usage.count += other.usage.count
+        self.catalog.save(kept)
+        for other in others:
+            paths = [self.records.model_path(other), *self.records.file_paths(other)]
+            self.remover.delete(
+                [*dict.fromkeys(paths), self.records.sidecar_path(other)],
+                reason=f"duplicate of {kept.display()} (dedupe)",
+                record=other,
+            )
+            self.catalog.index.delete(other.id)
+            report.bytes_freed += other.size
+        report.merged[kept.display()] = [o.display() for o in others]
