@@ -1,0 +1,160 @@
+"""Settings changed from the sidebar, kept in the library root so every process sharing the
+library (several ComfyUI installs, the CLI, ``serve``) uses them.
+
+```
+<root>/.shelf/settings.json   download limits:  {"concurrency": 3, "bandwidth_limit_...": 0}
+<root>/.shelf/secrets.json    credentials (0600): {"hf_token": "...", "civitai_api_key": "..."}
+```
+
+A value stored here wins over the environment and the defaults (it is the later, explicit
+choice); a key absent here leaves them alone. Secrets are `SecretStr` everywhere in memory, are
+shown only masked (`mask`), and are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from .errors import SettingsError
+from .fsutil import fsync_dir, storage_errors, temp_sibling
+from .layout import Layout
+from .settings import DownloadSettings
+
+SETTINGS_FILENAME = "settings.json"
+SECRETS_FILENAME = "secrets.json"
+SECRET_FILE_MODE = 0o600
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class StoredLimits(BaseModel):
+    """Download limits set from the sidebar; None means "not set here"."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    concurrency: int | None = Field(None, ge=1, le=32)
+    bandwidth_limit_bytes_per_second: int | None = Field(None, ge=0)
+
+
+class StoredSecrets(BaseModel):
+    """Credentials set from the sidebar; None means "not set here"."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    hf_token: SecretStr | None = None
+    civitai_api_key: SecretStr | None = None
+
+
+def mask(secret: SecretStr | None) -> str | None:
+    """``hf_abcdefgh1234`` -> ``hf_…1234``: enough to recognise a key, not to use it."""
+    if secret is None:
+        return None
+    value = secret.get_secret_value()
+    if len(value) <= 8:
+        return "…" + value[-2:] if len(value) > 4 else "…"
+    head = value[:3] if value[:3].isascii() else ""
+    return f"{head}…{value[-4:]}"
+
+
+class SettingsFile:
+    """The two settings files of one library root."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    @property
+    def limits_path(self) -> Path:
+        return self.layout.state_dir / SETTINGS_FILENAME
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.layout.state_dir / SECRETS_FILENAME
+
+    def limits(self) -> StoredLimits:
+        """Raises `SettingsError`: the file is not valid."""
+        return _validated(StoredLimits, self.limits_path, self._read(self.limits_path))
+
+    def secrets(self) -> StoredSecrets:
+        """Raises `SettingsError`: the file is not valid (the message never holds a secret)."""
+        return _validated(StoredSecrets, self.secrets_path, self._read(self.secrets_path))
+
+    def apply(self, base: DownloadSettings) -> DownloadSettings:
+        """``base`` with every value stored here put over it.
+
+        Raises:
+            `SettingsError`: a file is not valid.
+        """
+        changes: dict[str, object] = {}
+        limits = self.limits()
+        for name in StoredLimits.model_fields:
+            value = getattr(limits, name)
+            if value is not None:
+                changes[name] = value
+        secrets = self.secrets()
+        for name in StoredSecrets.model_fields:
+            value = getattr(secrets, name)
+            if value is not None:
+                changes[name] = value
+        return base.model_copy(update=changes) if changes else base
+
+    def save_limits(self, limits: StoredLimits) -> None:
+        """Replace the stored limits (atomically)."""
+        data = limits.model_dump(exclude_none=True)
+        self._write(self.limits_path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
+
+    def save_secrets(self, secrets: StoredSecrets) -> None:
+        """Replace the stored secrets: written to an owner-only temporary, then renamed."""
+        data = {
+            name: value.get_secret_value()
+            for name in StoredSecrets.model_fields
+            if (value := getattr(secrets, name)) is not None
+        }
+        self._write(self.secrets_path, json.dumps(data).encode() + b"\n", SECRET_FILE_MODE)
+
+    def _read(self, path: Path) -> dict[str, object]:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            message = f"cannot read {path}: {exc.strerror or exc}"
+            raise SettingsError(message, path=str(path)) from exc
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{path} is not valid JSON", path=str(path)) from exc
+        if not isinstance(data, dict):
+            raise SettingsError(f"{path} must hold a JSON object", path=str(path))
+        return data
+
+    def _write(self, path: Path, data: bytes, mode: int) -> None:
+        # The mode is set when the temporary is created, so the secret is never readable by
+        # others, not even for the moment between writing and a chmod.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_sibling(path)
+        try:
+            with storage_errors(path):
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.chmod(tmp, mode)  # the umask may have taken bits away (0644 wanted as is)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(path.parent)
+
+
+def _validated(model: type[_M], path: Path, data: dict[str, object]) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        # Field names and error kinds only: pydantic's message would quote the input (a token).
+        fields = ", ".join(".".join(map(str, e["loc"])) + f" ({e['type']})" for e in exc.errors())
+        raise SettingsError(f"{path} is not valid: {fields}", path=str(path)) from None

@@ -1,0 +1,86 @@
+"""``/model-shelf/downloads``: add (any source form), list, pause/resume/cancel/retry, one or
+all. Progress itself is pushed as ``model-shelf.task`` events (see `events`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ..library import Shelf
+from ..library.downloads import DownloadTask
+from .context import RouteContext
+from .guard import read_json
+from .paths import PREFIX
+from .responses import json_data, json_model
+from .schemas import DownloadAdd, EmptyBody, TaskView
+
+ACTIONS = "pause|resume|cancel|retry"
+
+_ONE: dict[str, Callable[[Shelf, str], DownloadTask]] = {
+    "pause": lambda shelf, task_id: shelf.downloads.pause(task_id),
+    "resume": lambda shelf, task_id: shelf.downloads.resume(task_id),
+    "cancel": lambda shelf, task_id: shelf.downloads.cancel(task_id),
+    "retry": lambda shelf, task_id: shelf.retry_download(task_id),
+}
+_ALL: dict[str, Callable[[Shelf], list[DownloadTask]]] = {
+    "pause": lambda shelf: shelf.downloads.pause_all(),
+    "resume": lambda shelf: shelf.downloads.resume_all(),
+    "cancel": lambda shelf: shelf.downloads.cancel_all(),
+    "retry": lambda shelf: shelf.downloads.resume_all(),  # paused and failed ones
+}
+
+
+def routes(ctx: RouteContext) -> list[web.RouteDef]:
+    """The download routes, bound to ``ctx``."""
+
+    def view(task: DownloadTask, seq: int) -> TaskView:
+        return TaskView.of(task, ctx.events.live(task.id), seq)
+
+    async def list_tasks(request: web.Request) -> web.Response:
+        seq = ctx.events.sequence()
+        tasks = await ctx.run(ctx.shelf().downloads.list)
+        return json_data([view(t, seq).model_dump(mode="json") for t in tasks])
+
+    async def add_task(request: web.Request) -> web.Response:
+        """``{"source", "type"?, "name"?, "sha256"?, "priority"?}``. Answers the task (an
+        existing one for the same source, or a ``done`` one if the library has the model)."""
+        body = await read_json(request, DownloadAdd)
+        seq = ctx.events.sequence()
+        task = await ctx.run(
+            ctx.shelf().downloads.add,
+            body.source,
+            body.type or None,
+            body.name,
+            body.sha256 or None,
+            body.priority,
+        )
+        return json_model(view(task, seq), status=201)
+
+    async def get_task(request: web.Request) -> web.Response:
+        seq = ctx.events.sequence()
+        task = await ctx.run(ctx.shelf().downloads.get, request.match_info["id"])
+        return json_model(view(task, seq))
+
+    async def act_on_one(request: web.Request) -> web.Response:
+        await read_json(request, EmptyBody)
+        shelf = ctx.shelf()
+        act = _ONE[request.match_info["action"]]
+        seq = ctx.events.sequence()
+        task = await ctx.run(act, shelf, request.match_info["id"])
+        return json_model(view(task, seq))
+
+    async def act_on_all(request: web.Request) -> web.Response:
+        await read_json(request, EmptyBody)
+        shelf = ctx.shelf()
+        seq = ctx.events.sequence()
+        tasks = await ctx.run(_ALL[request.match_info["action"]], shelf)
+        return json_data([view(t, seq).model_dump(mode="json") for t in tasks])
+
+    return [
+        web.get(f"{PREFIX}/downloads", list_tasks),
+        web.post(f"{PREFIX}/downloads", add_task),
+        web.post(f"{PREFIX}/downloads/all/{{action:{ACTIONS}}}", act_on_all),
+        web.get(f"{PREFIX}/downloads/{{id}}", get_task),
+        web.post(f"{PREFIX}/downloads/{{id}}/{{action:{ACTIONS}}}", act_on_one),
+    ]

@@ -1,0 +1,133 @@
+"""The API inside (a stand-in) ComfyUI: routes on ``PromptServer.instance.routes``, served again
+under ``/api`` as ComfyUI does; ``NOT_READY`` until the library has opened; events over
+``send_sync``; downloads run in ComfyUI's loop; the root is saved to the install's settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from comfy_stubs import Comfy
+from downloads_support import quick_settings
+from remote_server import RemoteServer, write_model_file
+from routes_support import JSON, json_of
+
+from model_shelf.comfy_entry import start
+from model_shelf.library import Shelf
+from model_shelf.library.comfy_settings import ComfySettings, settings_path
+from model_shelf.server_routes.comfy import attach
+
+pytest_plugins = ["comfy_stubs.fixtures", "routes_fixtures"]
+
+
+def next_message(
+    messages: queue.Queue[tuple[str, Any, str | None]],
+    predicate: Callable[[str, Any], bool],
+    timeout: float = 30.0,
+) -> Any:
+    """The data of the first ``send_sync`` message matching ``predicate``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        event, data, _sid = messages.get(timeout=max(0.01, deadline - time.monotonic()))
+        if predicate(event, data):
+            return data
+
+
+async def comfy_app(prompt_server: Any, aiohttp_client: Any) -> TestClient:
+    app = web.Application()
+    prompt_server.add_routes_to(app)
+    return await aiohttp_client(app)
+
+
+async def test_not_ready_until_the_library_opens(
+    comfy: Comfy, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    holder: dict[str, Shelf] = {}
+    prompt_server = comfy.server.PromptServer.instance
+    api = attach(prompt_server, lambda: holder.get("shelf"), tmp_path / "user", ComfySettings())
+    try:
+        client = await comfy_app(prompt_server, aiohttp_client)
+        for path in ("/model-shelf/healthz", "/api/model-shelf/models"):
+            response = await client.get(path)
+            assert response.status == 503
+            assert (await json_of(response))["code"] == "NOT_READY"
+        with Shelf.open(tmp_path / "library", quick_settings()) as shelf:
+            holder["shelf"] = shelf
+            response = await client.get("/api/model-shelf/healthz")
+            assert response.status == 200
+            assert (await json_of(response))["root"] == str(shelf.root)
+    finally:
+        await asyncio.to_thread(api.stop)
+
+
+async def test_started_by_comfy_entry(comfy: Comfy, aiohttp_client: Any) -> None:
+    runtime = start(comfy.folder_paths, comfy.server)
+    try:
+        assert runtime.api is not None
+        assert runtime.ready.wait(30) and runtime.shelf is not None
+        prompt_server = comfy.server.PromptServer.instance
+        paths = {route.path for route in prompt_server.routes}
+        assert {"/model-shelf/models", "/model-shelf/downloads", "/model-shelf/events"} <= paths
+        client = await comfy_app(prompt_server, aiohttp_client)
+        page = await json_of(await client.get("/api/model-shelf/models"))
+        assert page["total"] == 0
+        # a change made through the API is announced on the websocket
+        write_model_file(comfy.base / "incoming" / "x.safetensors", 4096)
+        response = await client.post(
+            "/api/model-shelf/import",
+            json={"path": str(comfy.base / "incoming" / "x.safetensors"), "type": "loras"},
+            headers=JSON,
+        )
+        assert response.status == 201, await response.text()
+        data = await asyncio.to_thread(
+            next_message, prompt_server.messages, lambda e, d: e == "model-shelf.library-changed"
+        )
+        assert "loras" in data["types"]
+        # the root is this install's choice: saved to its settings file, used at the next start
+        new_root = str(comfy.base / "elsewhere")
+        response = await client.put(
+            "/api/model-shelf/settings", json={"root": new_root}, headers=JSON
+        )
+        view = await json_of(response)
+        assert view["root_editable"] is True and view["pending_root"] == new_root
+        saved = json.loads(settings_path(Path(comfy.folder_paths.get_user_directory())).read_text())
+        assert saved == {"root": new_root}
+    finally:
+        await asyncio.to_thread(runtime.stop)
+
+
+async def test_downloads_run_in_comfys_loop_and_report_over_the_websocket(
+    comfy: Comfy, aiohttp_client: Any, tmp_path: Path, remote: RemoteServer
+) -> None:
+    loop = asyncio.get_running_loop()
+    prompt_server = comfy.server.PromptServer(loop)  # as ComfyUI's main() makes it
+    with Shelf.open(tmp_path / "library", quick_settings()) as shelf:
+        api = attach(prompt_server, lambda: shelf, tmp_path / "user", ComfySettings())
+        try:
+            api.library_opened(shelf)
+            client = await comfy_app(prompt_server, aiohttp_client)
+            remote.serve("m.safetensors", write_model_file(tmp_path / "m.safetensors", 3 << 20))
+            response = await client.post(
+                "/api/model-shelf/downloads",
+                json={"source": remote.url("m.safetensors"), "type": "vae"},
+                headers=JSON,
+            )
+            task = await json_of(response)
+            done = await asyncio.to_thread(
+                next_message,
+                prompt_server.messages,
+                lambda e, d: (
+                    e == "model-shelf.task" and d["task_id"] == task["id"] and d["state"] == "done"
+                ),
+            )
+            assert done["model_name"] == "vae/m.safetensors"
+            assert shelf.find("vae/m.safetensors").size == 3 << 20
+        finally:
+            await asyncio.to_thread(api.stop)

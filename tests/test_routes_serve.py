@@ -1,0 +1,75 @@
+"""``python -m model_shelf serve``: the standalone server as a user starts it, and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from downloads_support import quick_env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float = 30.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_serve_answers_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in quick_env().items() if k != "MODEL_SHELF_ROOT"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "model_shelf",
+            "--root",
+            str(tmp_path / "lib"),
+            "serve",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        health = json.loads(wait_for(f"{base}/model-shelf/healthz"))
+        assert health["status"] == "ok" and health["root"] == str(tmp_path / "lib")
+        page = wait_for(f"{base}/").decode()
+        assert "/extensions/model-shelf/model-shelf.js" in page
+        assert b"registerSidebarTab" in wait_for(f"{base}/extensions/model-shelf/model-shelf.js")
+        assert b"export const api" in wait_for(f"{base}/scripts/api.js")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert f"http://127.0.0.1:{port}/" in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "lib" / ".shelf" / "partial").exists() or not any(
+        (tmp_path / "lib" / ".shelf" / "partial").iterdir()
+    )
+    assert os.path.isdir(tmp_path / "lib" / "loras")
