@@ -39,6 +39,16 @@ def load_stand_in(name: str, base: Path) -> ModuleType:
     return module
 
 
+def load_stub_module(module_name: str, filename: str) -> ModuleType:
+    """Execute ``<filename>`` afresh as module ``module_name`` (``comfy.utils``...); the caller
+    puts it in ``sys.modules``."""
+    spec = importlib.util.spec_from_file_location(module_name, STUBS_DIR / filename)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def make_comfy_tree(base: Path, folder_paths: ModuleType) -> None:
     """Create the model folders a ComfyUI checkout ships with (it keeps them in git)."""
     for folders, _ in folder_paths.folder_names_and_paths.values():

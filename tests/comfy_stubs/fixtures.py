@@ -10,10 +10,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from comfy_stubs import Comfy, load_stand_in, make_comfy_tree
+from comfy_stubs import Comfy, load_stand_in, load_stub_module, make_comfy_tree
 
 
 @pytest.fixture
@@ -29,3 +30,19 @@ def comfy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Comfy]:
     monkeypatch.setitem(sys.modules, "server", server)
     monkeypatch.delenv("MODEL_SHELF_ROOT", raising=False)
     yield Comfy(base, folder_paths, server)
+
+
+@pytest.fixture
+def comfy_core(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """ComfyUI's ``comfy.utils`` (ProgressBar) and ``comfy.model_management`` (cancel) stand-ins
+    in ``sys.modules`` as ``comfy.*``, removed afterwards; yields the ``comfy`` package."""
+    package = ModuleType("comfy")
+    package.__path__ = []  # a package: ``import comfy.utils`` finds the entries below
+    package.utils = load_stub_module("comfy.utils", "comfy_utils.py")
+    package.model_management = load_stub_module(
+        "comfy.model_management", "comfy_model_management.py"
+    )
+    monkeypatch.setitem(sys.modules, "comfy", package)
+    monkeypatch.setitem(sys.modules, "comfy.utils", package.utils)
+    monkeypatch.setitem(sys.modules, "comfy.model_management", package.model_management)
+    yield package
