@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -181,7 +182,10 @@ def cmd_verify(shelf: Shelf, args: argparse.Namespace) -> int:
     targets = [shelf.find(q) for q in args.names] if args.names else shelf.list_models()
     total = sum(r.size for r in targets)
     with progress_bar(total, "verify") as advance:
-        results = shelf.verify([r.id for r in targets] if args.names else (), progress=advance)
+        # type/name: `Shelf.verify` resolves names, not ids (issue #5 fix)
+        results = shelf.verify(
+            [r.display() for r in targets] if args.names else (), progress=advance
+        )
     if args.json:
         _emit_json([{**asdict(r), "health": r.health.value} for r in results])
     else:
@@ -208,6 +212,484 @@ def cmd_rebuild_index(shelf: Shelf, args: argparse.Namespace) -> int:
     else:
         print(f"index rebuilt from records: {count} models")
     return EXIT_OK
+
+
+# -- downloads (issue #3) -----------------------------------------------------
+
+
+class _TaskProgress:
+    """Shows a download task: a tqdm bar on a terminal; on a pipe, only why it waits or fails."""
+
+    def __init__(self, task_id: str, label: str) -> None:
+        self.task_id = task_id
+        self.label = label
+        self.bar: Any = None
+        self.said: str | None = None
+
+    def __call__(self, event: Any) -> None:
+        if event.task_id != self.task_id:
+            return
+        if event.message and event.message != self.said and event.error_code is None:
+            self.said = event.message
+            self._write(f"{event.task_id}: {event.message}")
+        if not sys.stderr.isatty() or event.total_bytes is None:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=event.total_bytes,
+                desc=self.label,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                leave=False,
+                ncols=min(shutil.get_terminal_size().columns, 120),
+            )
+        self.bar.total = event.total_bytes
+        self.bar.update(event.bytes_done - self.bar.n)
+
+    def _write(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _task_json(task: Any) -> dict[str, Any]:
+    return task.model_dump(mode="json", exclude={"lease_owner", "lease_expires_at", "error_detail"})
+
+
+def _task_line(task: Any) -> str:
+    size = task.expected_size
+    done = f"{_human(task.bytes_done)}" + (f"/{_human(size)}" if size else "")
+    named = task.name or task.filename
+    what = task.model_name or (f"{task.model_type or '?'}/{named}" if named else task.source)
+    note = task.error_message or task.wait_reason or ""
+    if task.error_code:
+        note = f"[{task.error_code}] {note}"
+    return f"{task.id}  {task.state.value:11} {done:>21}  {what}  {note}".rstrip()
+
+
+def _wait_for_tasks(shelf: Shelf, tasks: Sequence[Any], args: argparse.Namespace) -> int:
+    """Run the queue in the foreground until ``tasks`` end; Ctrl-C pauses them."""
+    ids = [t.id for t in tasks]
+    shows = {t.id: _TaskProgress(t.id, t.filename or t.name or t.id) for t in tasks}
+
+    def show(event: Any) -> None:
+        for listener in shows.values():
+            listener(event)
+
+    # The engine logs for hosts like ComfyUI; here the listener and the final report say it all
+    # (without a handler, Python would print its warnings raw on stderr).
+    quiet = logging.NullHandler()
+    logging.getLogger("model_shelf.downloads").addHandler(quiet)
+    try:
+        final = shelf.downloads.run_foreground(ids, show)
+    except KeyboardInterrupt:
+        for listener in shows.values():
+            listener.close()
+        print(
+            f"paused {' '.join(ids)}; continue with: python -m model_shelf resume --wait "
+            f"{' '.join(ids)}",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        logging.getLogger("model_shelf.downloads").removeHandler(quiet)
+    for listener in shows.values():
+        listener.close()
+    return _report_tasks(final, args)
+
+
+def _report_tasks(tasks: Sequence[Any], args: argparse.Namespace) -> int:
+    if args.json:
+        _emit_json([_task_json(t) for t in tasks] if len(tasks) != 1 else _task_json(tasks[0]))
+    failed = [t for t in tasks if t.state.value in ("failed", "cancelled")]
+    for task in tasks:
+        if task.state.value == "done":
+            if not args.json:
+                print(
+                    f"{task.id}: {task.model_name}"
+                    + (f" ({task.wait_reason})" if task.wait_reason else "")
+                )
+        elif task.state.value in ("failed", "cancelled"):
+            code = task.error_code or task.state.value.upper()
+            print(
+                f"error [{code}]: {task.id}: {task.error_message or task.state.value}",
+                file=sys.stderr,
+            )
+        elif not args.json:
+            print(_task_line(task))
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def cmd_add(shelf: Shelf, args: argparse.Namespace) -> int:
+    task = shelf.downloads.add(
+        args.source, args.type, args.name, args.sha256, priority=args.priority
+    )
+    if args.no_wait or task.in_terminal_state:
+        return _report_tasks([task], args)
+    return _wait_for_tasks(shelf, [task], args)
+
+
+def cmd_tasks(shelf: Shelf, args: argparse.Namespace) -> int:
+    tasks = shelf.downloads.list()
+    if args.json:
+        _emit_json([_task_json(t) for t in tasks])
+    elif not tasks:
+        print("no download tasks")
+    else:
+        for task in tasks:
+            print(_task_line(task))
+    return EXIT_OK
+
+
+def _control(action: str) -> Callable[[Shelf, argparse.Namespace], int]:
+    def handler(shelf: Shelf, args: argparse.Namespace) -> int:
+        service = shelf.downloads
+        if args.all:
+            tasks = getattr(service, f"{action}_all")()
+        elif not args.ids:
+            raise SystemExit(f"{action}: name task ids, or --all")
+        else:
+            tasks = [getattr(service, action)(task_id) for task_id in args.ids]
+        if action == "resume" and getattr(args, "wait", False) and tasks:
+            return _wait_for_tasks(shelf, tasks, args)
+        if args.json:
+            _emit_json([_task_json(t) for t in tasks])
+        else:
+            for task in tasks:
+                print(_task_line(task))
+        return EXIT_OK
+
+    return handler
+
+
+def add_download_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``add``, ``tasks``, ``pause``, ``resume``, ``cancel``."""
+    p = command("add", cmd_add, "download a model into the library (resumable)")
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="https URL, Hugging Face link or org/repo/file, hf://..., Civitai link, "
+        "civitai:<version id>, or urn:air:...",
+    )
+    p.add_argument("--type", help="type folder (default: from the source or the file itself)")
+    p.add_argument("--name", help="name under the type folder (default: the file's own name)")
+    p.add_argument("--sha256", help="expected sha256; a different file is refused")
+    p.add_argument("--priority", type=int, default=0, help="higher downloads first")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="queue it and return (ComfyUI or a later 'resume --wait' downloads it)",
+    )
+    command("tasks", cmd_tasks, "list download tasks")
+    for action, help_text in (
+        ("pause", "pause downloads (partial data is kept)"),
+        ("resume", "queue paused or failed downloads again"),
+        ("cancel", "cancel downloads and remove their partial data"),
+    ):
+        p = command(action, _control(action), help_text)
+        p.add_argument("ids", nargs="*", metavar="ID")
+        p.add_argument("--all", action="store_true", help="every task it applies to")
+        if action == "resume":
+            p.add_argument("--wait", action="store_true", help="download now, in the foreground")
+
+
+# -- health (issue #5) ---------------------------------------------------------
+
+_MARK = {"ok": "ok", "info": "info", "warning": "WARNING", "error": "ERROR"}
+
+
+def cmd_doctor(shelf: Shelf, args: argparse.Namespace) -> int:
+    report = shelf.health()
+    if args.json:
+        _emit_json(report.model_dump(mode="json"))
+        return EXIT_OK if report.ok else EXIT_FAILED
+    print(f"Model Shelf health of {report.root}: {report.models} models")
+    for section in report.sections():
+        mark = _MARK[section.severity.value]
+        print(f"{mark:8} {section.key:11} {section.count:>6}  {section.title}")
+        shown = section.items if section.key == "disk" else section.items[:10]
+        for item in shown:
+            size = f" ({_human(item.size)})" if item.size is not None else ""
+            print(f"{'':28}{item.name}{size}" + (f": {item.detail}" if item.detail else ""))
+        if len(section.items) < section.count or len(shown) < len(section.items):
+            print(f"{'':28}... {section.count - len(shown)} more (--json lists up to 100)")
+        if section.fix:
+            print(f"{'':28}fix: {section.fix}")
+    if report.background is not None:
+        bg = report.background
+        state = "paused" if bg.paused else "running"
+        print(f"background hashing {state}: {bg.queued} queued, {bg.reading} reading")
+    problems = sum(s.count for s in report.sections() if s.severity.value in ("warning", "error"))
+    print("all good" if report.ok else f"{problems} to look at")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_repair(shelf: Shelf, args: argparse.Namespace) -> int:
+    if not args.names and not args.all:
+        raise SystemExit("repair: name models, or --all")
+    results = shelf.repair(args.names, all_broken=args.all)
+    if args.json:
+        _emit_json([asdict(r) for r in results])
+    else:
+        for r in results:
+            print(f"{'repaired' if r.ok else 'FAILED':9} {r.model}: {r.detail}")
+        if not results:
+            print("nothing to repair")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def cmd_dedupe(shelf: Shelf, args: argparse.Namespace) -> int:
+    if not args.yes:
+        groups = shelf.duplicates()
+        if args.json:
+            _emit_json([g.model_dump(mode="json") for g in groups])
+            return EXIT_OK
+        for g in groups:
+            if g.others:
+                print(f"keep {g.keep}; make aliases of: {', '.join(g.others)}")
+            if g.across_types:
+                print(f"     {g.keep} also in other type folders: {', '.join(g.across_types)}")
+        print("nothing to do" if not groups else "run again with --yes to merge")
+        return EXIT_OK
+    report = shelf.dedupe(set(args.keep or ()))
+    if args.json:
+        _emit_json(asdict(report))
+        return EXIT_OK
+    for kept, others in report.merged.items():
+        print(f"kept {kept}; now aliases: {', '.join(others)}")
+    for skipped in report.skipped:
+        print(f"left {skipped}")
+    print(f"{len(report.merged)} merged, {_human(report.bytes_freed)} freed")
+    return EXIT_OK
+
+
+def cmd_purge_ghosts(shelf: Shelf, args: argparse.Namespace) -> int:
+    purged = shelf.purge_ghosts(set(args.names) if args.names else None)
+    if args.json:
+        _emit_json(purged)
+    else:
+        for name in purged:
+            print(f"forgot {name}")
+        print(f"{len(purged)} ghosts purged")
+    return EXIT_OK
+
+
+def cmd_clean(shelf: Shelf, args: argparse.Namespace) -> int:
+    report = shelf.clean()
+    if args.json:
+        _emit_json(asdict(report))
+    else:
+        for path in report.removed:
+            print(f"removed {path}")
+        print(f"{len(report.removed)} left-overs removed, {_human(report.bytes_freed)} freed")
+    return EXIT_OK
+
+
+def add_health_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``doctor``, ``repair``, ``dedupe``, ``purge-ghosts``, ``clean``."""
+    command("doctor", cmd_doctor, "health report: problems, counts and the fix for each")
+    p = command("repair", cmd_repair, "download corrupted or missing models again and verify")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--all", action="store_true", help="every corrupted or missing model")
+    p = command("dedupe", cmd_dedupe, "keep one copy of identical models, aliasing the others")
+    p.add_argument("--yes", action="store_true", help="do it (without: only show what it would do)")
+    p.add_argument("--keep", nargs="*", metavar="NAME", help="keep these copies (type/name)")
+    p = command("purge-ghosts", cmd_purge_ghosts, "forget models whose files are gone")
+    p.add_argument("names", nargs="*", metavar="NAME", help="type/name (default: every ghost)")
+    command("clean", cmd_clean, "remove left-over temporaries and partial downloads")
+
+
+# -- serve (issue #6) ---------------------------------------------------------
+
+SERVE_DEFAULT_PORT = 8765
+
+
+def cmd_serve(shelf: Shelf, args: argparse.Namespace) -> int:
+    """Run the HTTP API and the sidebar as a page of its own, until Ctrl-C."""
+    from aiohttp import web
+
+    from .server_routes import standalone_app
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: serving on {args.host}: anyone who can reach it can change the library "
+            "(the API has no login; it only refuses requests from other web sites)",
+            file=sys.stderr,
+        )
+    app = standalone_app(shelf, watch=not args.no_watch)
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(
+        f"Model Shelf: http://{shown}:{args.port}/ (library {shelf.root}); Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=5.0,
+        handler_cancellation=True,
+    )
+    return EXIT_OK
+
+
+def add_serve_command(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``serve``."""
+    p = command("serve", cmd_serve, "serve the HTTP API and the sidebar page (until Ctrl-C)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument(
+        "--port", type=int, default=SERVE_DEFAULT_PORT, help=f"port (default: {SERVE_DEFAULT_PORT})"
+    )
+    p.add_argument(
+        "--no-watch", action="store_true", help="do not watch the folders for changes meanwhile"
+    )
+
+
+# -- workflows (issue #4) -------------------------------------------------------
+
+
+def _read_json_file(path: Path) -> Any:
+    """The JSON in ``path`` (``-``: stdin).
+
+    Raises:
+        `InvalidWorkflowError`: unreadable, or not JSON.
+    """
+    from .library.errors import InvalidWorkflowError
+
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        return json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidWorkflowError(f"cannot read {path}: {exc}", path=str(path)) from exc
+
+
+def _write_json_file(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` atomically (``-``: stdout)."""
+    from .library.fsutil import atomic_write_bytes
+
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+    else:
+        atomic_write_bytes(path.absolute(), text.encode("utf-8"))
+
+
+def cmd_stamp(shelf: Shelf, args: argparse.Namespace) -> int:
+    source = Path(args.workflow)
+    report = shelf.stamp_workflow(_read_json_file(source))
+    target = Path(args.output) if args.output else source
+    _write_json_file(target, report.workflow)
+    summary = {
+        "output": str(target),
+        "stamped": report.stamped,
+        "no_source": report.no_source,
+        "not_in_library": report.not_in_library,
+    }
+    out = sys.stderr if str(target) == "-" else sys.stdout
+    if args.json:
+        json.dump(summary, out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    for name in report.stamped:
+        print(f"stamped   {name}", file=out)
+    for name in report.no_source:
+        print(f"no source {name} (not stamped: nowhere to download it from)", file=out)
+    for name in report.not_in_library:
+        print(f"missing   {name} (not in the library)", file=out)
+    print(f"{len(report.stamped)} models stamped into {target}", file=out)
+    return EXIT_OK
+
+
+def cmd_lock(shelf: Shelf, args: argparse.Namespace) -> int:
+    report = shelf.lock_workflow(_read_json_file(Path(args.workflow)))
+    lockfile = report.lockfile.model_dump(mode="json")
+    for name in report.missing:
+        print(f"warning: {name} is not in the library; not locked", file=sys.stderr)
+    if args.output:
+        _write_json_file(Path(args.output), lockfile)
+        if args.json:
+            _emit_json({"output": args.output, **lockfile, "missing": report.missing})
+        else:
+            print(f"locked {len(report.lockfile.models)} models into {args.output}")
+    else:
+        _emit_json(lockfile)
+    return EXIT_FAILED if report.missing else EXIT_OK
+
+
+def cmd_fetch_lock(shelf: Shelf, args: argparse.Namespace) -> int:
+    from .library.workflows import read_lockfile
+
+    lockfile = read_lockfile(_read_json_file(Path(args.lockfile)))
+    bars: dict[str, _TaskProgress] = {}
+
+    def show(event: Any) -> None:
+        bar = bars.get(event.task_id)
+        if bar is None:
+            bar = bars[event.task_id] = _TaskProgress(event.task_id, event.task_id)
+        bar(event)
+
+    quiet = logging.NullHandler()  # as `add`: the report below says what went wrong
+    logging.getLogger("model_shelf.downloads").addHandler(quiet)
+    try:
+        results = shelf.fetch_lock(lockfile, wait=not args.no_wait, listener=show)
+    finally:
+        logging.getLogger("model_shelf.downloads").removeHandler(quiet)
+        for bar in bars.values():
+            bar.close()
+    failed = [r for r in results if r.state in ("failed", "unavailable")]
+    if args.json:
+        _emit_json([asdict(r) for r in results])
+    else:
+        for r in results:
+            where = f" as {r.name}" if r.name and r.name != r.model else ""
+            task = f" (task {r.task_id})" if r.task_id and r.state == "queued" else ""
+            note = f": {r.message}" if r.message else ""
+            print(f"{r.state:11} {r.model}{where}{task}{note}")
+    for r in failed:
+        print(f"error [FETCH_FAILED]: {r.model}: {r.message or r.state}", file=sys.stderr)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+def add_workflow_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``stamp``, ``lock``, ``fetch-lock``."""
+    p = command(
+        "stamp",
+        cmd_stamp,
+        "write model metadata (name, url, folder, sha256) into a workflow for the library "
+        "models it uses, so ComfyUI's missing-models dialog and other users can get them",
+    )
+    p.add_argument("workflow", metavar="WORKFLOW.json", help="a workflow saved from ComfyUI")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="write here (- for stdout) instead of updating WORKFLOW.json in place",
+    )
+    p = command(
+        "lock",
+        cmd_lock,
+        "export the exact models a workflow (or API prompt) uses: name, type, size, sha256, "
+        "sources",
+    )
+    p.add_argument("workflow", metavar="WORKFLOW.json")
+    p.add_argument("-o", "--output", metavar="LOCKFILE", help="write here (default: stdout)")
+    p = command("fetch-lock", cmd_fetch_lock, "get every model of a lockfile into the library")
+    p.add_argument("lockfile", metavar="LOCKFILE")
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="queue the downloads and return (ComfyUI or 'resume --wait' downloads them)",
+    )
 
 
 # -- parser -------------------------------------------------------------------
@@ -262,6 +744,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query", metavar="NAME")
 
     command("rebuild-index", cmd_rebuild_index, "recreate the index from the records")
+    add_download_commands(command)  # issue #3
+    add_health_commands(command)  # issue #5
+    add_serve_command(command)  # issue #6
+    add_workflow_commands(command)  # issue #4
     return parser
 
 

@@ -6,9 +6,14 @@ cannot hang: read this install's settings, pick the library root, and install th
 ComfyUI's thread, means no race with another pack wrapping the same functions). Everything that
 touches the library root, which may be a slow or missing network share, runs on a background
 thread: wait for the root, open the library (its start-up sync), register the type folders,
-then start the change feed and the usage recorder.
+then start the watcher (it keeps the index and ComfyUI's listings current) and the usage
+recorder.
 
-Nothing is kept in module globals: `start` returns a `ComfyRuntime` holding it all.
+Also registered here, on ComfyUI's objects and nowhere else: the HTTP API and its events to the
+page (one `EventHub`, whose sink is ``send_sync``), the auto-fetch on-prompt handler, and the
+provider through which our nodes reach the library (`nodes.runtime`, the one module-level
+holder, since ComfyUI builds node objects itself). `start` returns a `ComfyRuntime` holding the
+rest.
 """
 
 from __future__ import annotations
@@ -21,65 +26,51 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from .library import Shelf, ShelfError
-from .library.change_feed import ChangeFeed, LibraryListener
 from .library.comfy_paths import FolderPathsBridge, Hooks, install_hooks
 from .library.comfy_settings import ComfySettings, load_comfy_settings
 from .library.settings import resolve_root
 from .library.usage import UsageRecorder
+from .nodes import AutoFetchHandler
+from .nodes import runtime as node_runtime
+from .server_routes.comfy import ComfyApi, attach
 
 log = logging.getLogger("model_shelf")
 
 ROOT_RETRY_SECONDS = 5.0
 """How often a missing library root (a drive not mounted yet) is looked for again."""
 
-SendFn = Callable[[str, Any], None]
-
-
-class PageNotifier:
-    """Tells open ComfyUI pages about library changes over the websocket (``send_sync``)."""
-
-    def __init__(self, send: SendFn) -> None:
-        self.send = send
-        self._available: bool | None = None
-
-    def library_changed(self, types: frozenset[str]) -> None:
-        self._send("model-shelf.library-changed", {"types": sorted(types)})
-
-    def root_changed(self, available: bool) -> None:
-        if available != self._available:
-            self._available = available
-            self._send("model-shelf.root", {"available": available})
-
-    def _send(self, event: str, data: dict[str, Any]) -> None:
-        try:
-            self.send(event, data)
-        except Exception:  # ComfyUI's code: a websocket hiccup must not stop the feed
-            log.exception("Model Shelf: could not send %s to the page", event)
-
 
 @dataclass
 class ComfyRuntime:
     """Model Shelf running inside one ComfyUI process. `stop` ends it (tests, interpreter exit).
 
-    ``shelf``, ``bridge``, ``feed`` and ``usage`` are set by the background thread once the
-    library is open; ``ready`` is set then (or when opening failed: ``shelf`` stays None).
+    ``shelf``, ``bridge`` and ``usage`` are set by the background thread once the library is
+    open (the watcher is ``shelf.watcher``); ``ready`` is set then (or when opening failed:
+    ``shelf`` stays None).
     """
 
     folder_paths: ModuleType
     settings: ComfySettings
     root: Path
     hooks: Hooks
-    send: SendFn | None = None
     shelf: Shelf | None = None
     bridge: FolderPathsBridge | None = None
-    feed: ChangeFeed | None = None
     usage: UsageRecorder | None = None
+    api: ComfyApi | None = None
+    """The HTTP API and the sidebar's events (issue #6); mounted by `start`."""
     ready: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _unbind_nodes: Callable[[], None] | None = None
+
+    def node_context(self) -> node_runtime.NodeContext | None:
+        """What our nodes and the auto-fetch handler use; None until the library is open."""
+        shelf = self.shelf
+        if shelf is None or not self.ready.is_set():
+            return None
+        return node_runtime.NodeContext(shelf, self.folder_paths, self.bridge)
 
     def launch(self) -> threading.Thread:
         """Open the library on a background thread; returns that thread."""
@@ -93,18 +84,23 @@ class ComfyRuntime:
         Safe to call more than once.
         """
         self._stop.set()
+        if self._unbind_nodes is not None:
+            self._unbind_nodes()
+            self._unbind_nodes = None
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        if self.feed is not None:
-            self.feed.stop(timeout)
-            self.feed = None
+        if self.shelf is not None:
+            self.shelf.stop_watching(timeout)  # before the bridge goes: it is a listener
         if self.usage is not None:
             self.usage.stop(timeout)
             self.usage = None
         if self.bridge is not None:
             self.bridge.close()
             self.bridge = None
+        if self.api is not None:  # issue #6: the download engine, events, API threads
+            self.api.stop()
+            self.api = None
         if self.shelf is not None:
             self.shelf.close()
             self.shelf = None
@@ -144,15 +140,16 @@ class ComfyRuntime:
         usage = UsageRecorder(shelf)
         bridge = FolderPathsBridge(shelf, self.folder_paths, self.settings, usage)
         bridge.install()
-        listeners: list[LibraryListener] = [bridge]
-        if self.send is not None:
-            listeners.append(PageNotifier(self.send))
-        feed = ChangeFeed(shelf, listeners)
-        self.usage, self.bridge, self.feed = usage, bridge, feed
+        self.usage, self.bridge = usage, bridge
         if self._stop.is_set():
             return
         usage.start()
-        feed.start()
+        watcher = shelf.start_watching()
+        watcher.subscribe(bridge)
+        if self.api is not None:
+            # Events to the page (the watcher's changes, download progress) through the API's
+            # one hub, and downloads in ComfyUI's loop (issue #6).
+            self.api.library_opened(shelf)
         log.info(
             "Model Shelf: library at %s, %d models, %d type folders visible to ComfyUI",
             shelf.root,
@@ -167,8 +164,9 @@ def start(folder_paths: ModuleType | None = None, server: ModuleType | None = No
     Args:
         folder_paths (`ModuleType`, *optional*): ComfyUI's ``folder_paths`` (default: the
             loaded module).
-        server (`ModuleType`, *optional*): ComfyUI's ``server``, for page notifications
-            (default: the loaded module).
+        server (`ModuleType`, *optional*): ComfyUI's ``server``, whose ``PromptServer``
+            gets the API, the page events and the auto-fetch handler (default: the loaded
+            module).
 
     Returns:
         `ComfyRuntime`: what is running; stopped automatically at interpreter exit.
@@ -182,8 +180,17 @@ def start(folder_paths: ModuleType | None = None, server: ModuleType | None = No
     root = resolve_root(settings.root, comfy_base=Path(folder_paths.base_path))
     hooks = install_hooks(folder_paths)
     prompt_server = getattr(getattr(server, "PromptServer", None), "instance", None)
-    send = getattr(prompt_server, "send_sync", None)
-    runtime = ComfyRuntime(folder_paths, settings, root, hooks, send=send)
+    runtime = ComfyRuntime(folder_paths, settings, root, hooks)
+    if getattr(prompt_server, "routes", None) is not None:  # issue #6: the HTTP API
+        runtime.api = attach(
+            prompt_server, lambda: runtime.shelf, Path(folder_paths.get_user_directory()), settings
+        )
+    # Issue #4: nodes reach the library through the runtime; submitted prompts get their
+    # missing models fetched.
+    runtime._unbind_nodes = node_runtime.bind(runtime.node_context)
+    add_handler = getattr(prompt_server, "add_on_prompt_handler", None)
+    if add_handler is not None:
+        add_handler(AutoFetchHandler(runtime.node_context))
     runtime.launch()
     atexit.register(runtime.stop)
     return runtime

@@ -199,7 +199,7 @@ def _wrap_filename_list(
             # ComfyUI's trap: a folder recorded in the cached listing vanished (unmounted drive,
             # deleted subfolder) and the mtime check raises until the entry is dropped. Drop it
             # and list again; a vanished folder then simply lists nothing. (If it was the
-            # library root, the change feed withdraws our folders and says so on its next tick.)
+            # library root, the watcher withdraws our folders and says so on its next check.)
             vanished = _vanished_folders(folder_paths, folder_name)
             _drop_cached_listing(folder_paths, folder_name)
             bridge = hook.bridge
@@ -335,8 +335,8 @@ def build_lookup(rows: Iterable[NameRow], settings: ComfySettings) -> dict[str, 
 class FolderPathsBridge:
     """Makes one opened library visible to ComfyUI through its ``folder_paths`` module.
 
-    Thread-safe: ComfyUI calls the wrappers from its server and worker threads while the change
-    feed calls `refresh` and `check_root` from its own.
+    Thread-safe: ComfyUI calls the wrappers from its server and worker threads while the watcher
+    calls `refresh` and `root_changed` from its own.
     """
 
     def __init__(
@@ -414,7 +414,7 @@ class FolderPathsBridge:
         return self.root_changed(self.shelf.layout.state_dir.is_dir())
 
     def root_changed(self, available: bool) -> bool:
-        """Act on the root's availability as seen by the caller (the change feed).
+        """Act on the root's availability as seen by the caller (the watcher).
 
         Args:
             available (`bool`): whether the library root is reachable now.
@@ -491,7 +491,7 @@ class FolderPathsBridge:
             self._invalidate(changed)
 
     def library_changed(self, types: frozenset[str]) -> None:
-        """`ChangeFeed` listener: the library changed in ``types``."""
+        """`Watcher` listener: the library changed in ``types``."""
         self.refresh(types)
 
     def _invalidate(self, types: Iterable[str]) -> None:

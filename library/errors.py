@@ -119,6 +119,92 @@ class IndexStoreError(ShelfError, OSError):
     code = "INDEX_ERROR"
 
 
+# --- downloads --------------------------------------------------------------
+
+
+class InvalidSourceError(ShelfError, ValueError):
+    """The text is not a download source we understand (URL, Hugging Face path, Civitai id)."""
+
+    code = "INVALID_SOURCE"
+
+
+class InsecureURLError(ShelfError, ValueError):
+    """A plain-HTTP URL off this machine, refused unless insecure HTTP is allowed."""
+
+    code = "INSECURE_URL"
+
+
+class RemoteError(ShelfError, ConnectionError):
+    """The server answered with an error or broke off; ``retryable`` says if trying again helps."""
+
+    code = "REMOTE_ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        retryable: bool = True,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.retryable = retryable
+        self.retry_after_seconds = retry_after_seconds
+
+
+class AuthRequiredError(ShelfError, PermissionError):
+    """The server wants credentials (a gated Hugging Face repo, a Civitai key), or refused ours."""
+
+    code = "AUTH_REQUIRED"
+
+    def __init__(self, message: str, *, url: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class HostUnavailableError(ShelfError, ConnectionError):
+    """Too many recent failures on one host: requests to it are paused until ``until``."""
+
+    code = "HOST_UNAVAILABLE"
+
+    def __init__(self, message: str, *, host: str, until: float) -> None:
+        super().__init__(message)
+        self.host = host
+        self.until = until
+
+
+class OfflineError(ShelfError, ConnectionError):
+    """The host cannot be reached at all (no network, DNS failure, connection refused)."""
+
+    code = "OFFLINE"
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class TaskNotFoundError(ShelfError, LookupError):
+    """No download task has that id."""
+
+    code = "TASK_NOT_FOUND"
+
+
+class TaskCancelledError(ShelfError):
+    """The download was cancelled; its partial file is removed."""
+
+    code = "CANCELLED"
+
+
+class TaskStoreError(ShelfError, OSError):
+    """The download queue's SQLite file failed (unlike the index, it cannot be rebuilt)."""
+
+    code = "STATE_ERROR"
+
+
 # --- settings ---------------------------------------------------------------
 
 
@@ -126,3 +212,87 @@ class SettingsError(ShelfError, ValueError):
     """A settings file cannot be read or is invalid."""
 
     code = "BAD_SETTINGS"
+
+
+# --- the HTTP API (issue #6) ------------------------------------------------
+
+
+class LibraryNotReadyError(ShelfError):
+    """The library is still opening (or its root is unavailable); try again shortly."""
+
+    code = "NOT_READY"
+
+
+class CrossSiteRequestError(ShelfError, PermissionError):
+    """A state-changing request came from another site (``Origin``, ``Sec-Fetch-Site``)."""
+
+    code = "CROSS_SITE"
+
+
+class UnsupportedMediaTypeError(ShelfError, ValueError):
+    """A request body of a content type the route does not take (e.g. a plain form)."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class RequestTooLargeError(ShelfError, ValueError):
+    """A request body over the route's size limit."""
+
+    code = "TOO_LARGE"
+
+
+class ConfirmationRequiredError(ShelfError, ValueError):
+    """A destructive request without its explicit confirmation."""
+
+    code = "CONFIRMATION_REQUIRED"
+
+
+class UnsupportedOperationError(ShelfError, ValueError):
+    """The operation cannot be done on this model or in this mode (e.g. renaming a sharded set,
+    changing the library root of a server started with ``--root``)."""
+
+    code = "UNSUPPORTED"
+
+
+class BusyError(ShelfError):
+    """That work is already running (a verification of the whole library)."""
+
+    code = "BUSY"
+
+
+class IncompleteUploadError(ShelfError, ValueError):
+    """An upload ended before all its bytes arrived (the page was closed, the network broke)."""
+
+    code = "INCOMPLETE_UPLOAD"
+
+
+# --- workflows and fetching (issue #4) --------------------------------------
+
+
+class InvalidWorkflowError(ShelfError, ValueError):
+    """The JSON is not a ComfyUI workflow, API prompt or Model Shelf lockfile."""
+
+    code = "INVALID_WORKFLOW"
+
+
+class ModelUnavailableError(ShelfError, LookupError):
+    """A workflow names a model that the library lacks and nobody says where to get."""
+
+    code = "MODEL_UNAVAILABLE"
+
+
+class DownloadFailedError(ShelfError, ConnectionError):
+    """A download a fetch waited for ended without a model; ``task_code`` is the task's code."""
+
+    code = "DOWNLOAD_FAILED"
+
+    def __init__(self, message: str, *, task_id: str, task_code: str | None = None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.task_code = task_code
+
+
+class FetchInterruptedError(ShelfError):
+    """Waiting for a download was interrupted; the download is paused, its bytes kept."""
+
+    code = "INTERRUPTED"

@@ -32,7 +32,7 @@ from .fsutil import (
     temp_sibling,
 )
 from .hashing import Hashes, ProgressFn, hash_file, hash_stream, manifest_hashes
-from .layout import MODEL_EXTENSIONS, Layout, check_type, is_shelf_file, safe_name
+from .layout import MODEL_EXTENSIONS, Layout, check_type, is_shelf_file, keep_extension, safe_name
 from .probe import ProbeResult, probe_files, probe_path
 from .records import FileEntry, HashState, Health, ModelKind, ModelRecord, SourceRef
 from .removal import Remover
@@ -171,6 +171,8 @@ class Importer:
         if unit.kind is ModelKind.SHARDED:
             prefix = safe_name(name) + "/" if name else ""
             return prefix + unit.path.name
+        if unit.kind is ModelKind.FILE and name:
+            return keep_extension(safe_name(name), unit.path.suffix)
         return safe_name(name or unit.path.name)
 
     def import_unit(

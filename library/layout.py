@@ -118,6 +118,17 @@ def safe_name(name: str) -> str:
     return "/".join(parts)
 
 
+def keep_extension(name: str, suffix: str) -> str:
+    """``name`` with the model file extension ``suffix`` appended if it carries none.
+
+    ComfyUI lists only files with a model extension, and the extension tells loaders the
+    format: a name given without one (``sdxl/base``) keeps the file's own (``.safetensors``).
+    """
+    if suffix and PurePosixPath(name).suffix.lower() not in MODEL_EXTENSIONS:
+        return name + suffix
+    return name
+
+
 def is_shelf_file(name: str) -> bool:
     """True for our own files inside type folders (records, temporaries), which are not models."""
     return name.endswith((SIDECAR_SUFFIX, TEMP_SUFFIX)) or name.startswith(STATE_DIRNAME)

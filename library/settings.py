@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 ROOT_ENV = "MODEL_SHELF_ROOT"
 
@@ -47,3 +51,156 @@ def resolve_root(
     """Pick the library root: explicit argument, then ``MODEL_SHELF_ROOT``, then the default."""
     chosen = explicit or os.environ.get(ROOT_ENV) or default_root(comfy_base)
     return Path(chosen).expanduser().absolute()
+
+
+# --- downloads ----------------------------------------------------------------------------------
+# Every download knob, with its unit in its name. `DownloadSettings.from_env` is the only place
+# that reads them from the environment; tests and callers build `DownloadSettings(...)` directly.
+
+DOWNLOAD_ENV_PREFIX = "MODEL_SHELF_DOWNLOAD_"
+"""``MODEL_SHELF_DOWNLOAD_<FIELD>`` overrides a `DownloadSettings` field, e.g.
+``MODEL_SHELF_DOWNLOAD_CONCURRENCY=4`` or ``MODEL_SHELF_DOWNLOAD_ALLOW_INSECURE_HTTP=1``."""
+
+HF_DEFAULT_ENDPOINT = "https://huggingface.co"
+CIVITAI_DEFAULT_API_BASE = "https://civitai.com/api/v1"
+
+
+class DownloadSettings(BaseModel):
+    """How the download engine behaves. Tokens are `SecretStr`: masked in repr and logs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    concurrency: int = Field(2, ge=1, le=32)
+    """Downloads running at once in one process."""
+    bandwidth_limit_bytes_per_second: int = Field(0, ge=0)
+    """Shared by all downloads of one process; 0 means unlimited."""
+    max_attempts: int = Field(8, ge=1)
+    """Failed attempts in a row, without a byte of progress, before a task fails."""
+    backoff_base_seconds: float = Field(1.0, ge=0)
+    backoff_max_seconds: float = Field(120.0, ge=0)
+    retry_after_max_seconds: float = Field(3600.0, ge=0)
+    """A server's ``Retry-After`` is honoured up to this long."""
+    hold_max_seconds: float = Field(30.0, ge=0)
+    """A wait longer than this gives the download slot back; the task is queued until then."""
+    connect_timeout_seconds: float = Field(30.0, gt=0)
+    stall_timeout_seconds: float = Field(60.0, gt=0)
+    """A connection that sends nothing for this long is dropped and retried."""
+    free_space_margin_bytes: int = Field(256 * 1024 * 1024, ge=0)
+    """Kept free on the library's disk: checked before a download starts and while it runs."""
+    lease_seconds: float = Field(30.0, gt=0)
+    """How long a claim on a task lasts without renewal; a dead process's claim expires."""
+    poll_interval_seconds: float = Field(1.0, gt=0)
+    """How often an engine looks for work and requests made by other processes."""
+    breaker_failure_threshold: int = Field(5, ge=1)
+    """Failures in a row on one host before requests to it pause."""
+    breaker_cooldown_seconds: float = Field(60.0, ge=0)
+    allow_insecure_http: bool = False
+    """Allow ``http://`` off this machine (loopback is always allowed)."""
+    hf_endpoint: str = HF_DEFAULT_ENDPOINT
+    hf_token: SecretStr | None = None
+    civitai_api_base: str = CIVITAI_DEFAULT_API_BASE
+    civitai_api_key: SecretStr | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DownloadSettings:
+        """Read the settings from the environment (``os.environ`` unless given).
+
+        ``HF_ENDPOINT``, ``HF_TOKEN`` and ``CIVITAI_API_KEY`` are read under their usual names;
+        every other field as ``MODEL_SHELF_DOWNLOAD_<FIELD>``. Without ``HF_TOKEN``, the token
+        saved by ``hf auth login`` is used (see `stored_hf_token`).
+
+        Raises:
+            `pydantic.ValidationError`: a value has the wrong type or is out of range.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in cls.model_fields:
+            raw = env.get(DOWNLOAD_ENV_PREFIX + field.upper())
+            if raw is not None and raw != "":
+                values[field] = raw
+        if env.get("HF_ENDPOINT"):
+            values["hf_endpoint"] = env["HF_ENDPOINT"].rstrip("/")
+        token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN")
+        if token:
+            values["hf_token"] = token
+        if env.get("CIVITAI_API_KEY"):
+            values["civitai_api_key"] = env["CIVITAI_API_KEY"]
+        return cls.model_validate(values)
+
+
+def stored_hf_token() -> str | None:
+    """The token ``hf auth login`` saved, found the way huggingface_hub finds it; None if none.
+
+    Imported late: huggingface_hub is slow to import and most commands never need it.
+    """
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+# --- watching and health ------------------------------------------------------------------------
+# How the library keeps its own index current and checks its files. `HealthSettings.from_env` is
+# the only place that reads them from the environment (``MODEL_SHELF_HEALTH_<FIELD>``).
+
+HEALTH_ENV_PREFIX = "MODEL_SHELF_HEALTH_"
+"""``MODEL_SHELF_HEALTH_<FIELD>`` overrides a `HealthSettings` field, e.g.
+``MODEL_SHELF_HEALTH_WATCH_MODE=polling`` or ``MODEL_SHELF_HEALTH_SINGLE_READER=1``."""
+
+
+class WatchMode(str, Enum):
+    """How changes to the library folders are noticed."""
+
+    AUTO = "auto"
+    """Native events (inotify); polling on network filesystems or when native watching fails."""
+    NATIVE = "native"
+    """Native events, falling back to polling only if they cannot be set up."""
+    POLLING = "polling"
+    """Always poll (network shares mounted in ways we cannot detect, FUSE filesystems)."""
+
+
+class HealthSettings(BaseModel):
+    """How the watcher and the background hasher behave."""
+
+    model_config = ConfigDict(frozen=True)
+
+    watch_mode: WatchMode = WatchMode.AUTO
+    polling_interval_seconds: float = Field(2.0, gt=0)
+    """Time between two looks at the folders when polling."""
+    debounce_seconds: float = Field(0.1, ge=0)
+    """Bursts of file events within this long are handled as one batch."""
+    settle_seconds: float = Field(1.0, gt=0)
+    """Where open writers cannot be detected, a file unchanged this long counts as complete."""
+    placed_grace_seconds: float = Field(0.5, ge=0)
+    """A file that appears whole (hardlinked or renamed into place, as imports do) gets this
+    long for the process that placed it to write its record before we record it ourselves."""
+    hash_bytes_per_second: int = Field(0, ge=0)
+    """Limit for hashing new or changed models in the background; 0 means unlimited."""
+    verify_bytes_per_second: int = Field(128 * 1024 * 1024, ge=0)
+    """Limit for periodic re-verification, so it never competes with ComfyUI loading models."""
+    verify_interval_days: float = Field(30.0, ge=0)
+    """A model is re-verified in the background when its last check is older; 0: only on
+    request (``verify``, or a requested background pass)."""
+    single_reader: bool = False
+    """One background reader for the whole library instead of one per disk: for spinning disks
+    that share a spindle or a USB bus."""
+    auto_repair: bool = False
+    """Re-download corrupted or missing models that have a known source without being asked."""
+    disk_warn_used_fraction: float = Field(0.8, gt=0, le=1)
+    """The health report warns when the library's disk is fuller than this."""
+    stale_partial_seconds: float = Field(24 * 3600.0, gt=0)
+    """Partial downloads and temporaries untouched this long, with no live owner, are removed."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HealthSettings:
+        """Read the settings from ``MODEL_SHELF_HEALTH_<FIELD>`` (``os.environ`` unless given).
+
+        Raises:
+            `pydantic.ValidationError`: a value has the wrong type or is out of range.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            raw = env.get(HEALTH_ENV_PREFIX + name.upper())
+            if raw is not None and raw != "":
+                values[name] = raw
+        return cls.model_validate(values)

@@ -6,22 +6,62 @@ and delegates; it holds no logic of its own beyond choosing which service answer
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .adopt import Adopter, AdoptReport
 from .catalog import Catalog
-from .errors import IndexStoreError, RecordError
-from .hashing import ProgressFn
-from .imports import HashTiming, Importer, ImportMode, find_unit
+from .downloads import ProgressBus, TaskStore
+from .downloads.engine import DownloadEngine
+from .downloads.progress import ProgressListener
+from .downloads.tasks import DownloadTask, TaskState
+from .editor import ModelEditor
+from .errors import (
+    IndexStoreError,
+    ModelNotFoundError,
+    RecordError,
+    SettingsError,
+    ShelfError,
+    TaskNotFoundError,
+)
+from .fetching import FetchProgress, ModelFetcher, ShouldStop
+from .hashing import Hashes, ProgressFn
+from .health import (
+    BackgroundHasher,
+    Cleaner,
+    CleanReport,
+    DedupeReport,
+    Deduplicator,
+    Doctor,
+    DuplicateGroup,
+    HealthReport,
+    Repairer,
+    RepairResult,
+    find_duplicates,
+    find_orphans,
+    repairable,
+)
+from .health.disk import disk_report
+from .health.report import DiskReport
+from .imports import HashTiming, Importer, ImportMode, UnitHashes, find_unit
 from .index import IndexStore, SortOrder
+from .installer import DownloadService, LibraryInstaller, quarantine_dir
 from .layout import Layout, check_type
-from .records import HashState, ModelRecord, RecordStore, SourceRef
+from .query import Facets, ModelPage, ModelQuery, run_query
+from .query import facets as query_facets
+from .records import HashState, Health, ModelRecord, RecordStore, SourceRef
 from .removal import Remover
+from .settings import DownloadSettings, HealthSettings
+from .stored_settings import SettingsFile, StoredLimits, StoredSecrets
 from .sync import Reconciler, SyncReport, scan_folders
 from .verify import Verifier, VerifyResult
+from .watch import Watcher
+from .workflows import LockFetch, Lockfile, LockReport, StampReport, fetch_lock, lock, stamp
+
+log = logging.getLogger("model_shelf")
 
 
 class Shelf:
@@ -30,7 +70,7 @@ class Shelf:
     Use `Shelf.open` (which also syncs the index with the folders) and `close`, or ``with``.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, download_settings: DownloadSettings | None = None) -> None:
         self.layout = Layout(Path(root).absolute())
         self.layout.ensure()
         self.records = RecordStore(self.layout)
@@ -42,15 +82,26 @@ class Shelf:
         self.verifier = Verifier(self.catalog)
         self.reconciler = Reconciler(self.layout, self.catalog, self.importer, self.remover)
         self.last_sync: SyncReport | None = None
+        self.downloads = _open_downloads(self, download_settings)  # issue #3
+        self.editor = ModelEditor(self.layout, self.catalog, self.reconciler)  # issue #6
+        # issue #5: health services; watching starts only on request (`start_watching`).
+        self.health_settings = HealthSettings.from_env()
+        self.repairer = Repairer(
+            self.layout, self.catalog, self.remover, self.verifier, self.downloads
+        )
+        self.hasher: BackgroundHasher | None = None
+        self.watcher: Watcher | None = None
+        self._unsubscribe_repairs: Callable[[], None] | None = None
+        self.fetcher = ModelFetcher(self.downloads, self.catalog, self.records)  # issue #4
 
     @classmethod
-    def open(cls, root: Path) -> Shelf:
+    def open(cls, root: Path, download_settings: DownloadSettings | None = None) -> Shelf:
         """Open ``root`` (created if needed) and bring the index up to date with the folders.
 
         Raises:
             `RootUnavailableError`: the root cannot be created or written.
         """
-        shelf = cls(root)
+        shelf = cls(root, download_settings)
         shelf.sync()
         return shelf
 
@@ -59,7 +110,9 @@ class Shelf:
         return self.layout.root
 
     def close(self) -> None:
+        self.stop_watching()  # issue #5
         self.index.close()
+        self.downloads.store.close()  # issue #3
 
     def __enter__(self) -> Shelf:
         return self
@@ -153,9 +206,10 @@ class Shelf:
         pending = [r for r in self.index.list() if r.hash_state is HashState.PENDING]
         return [self.verifier.verify(r, progress) for r in pending]
 
-    def sync(self) -> SyncReport:
-        """Stat-only reconcile of index and folders (see `Reconciler`)."""
-        self.last_sync = self.reconciler.sync()
+    def sync(self, full: bool = False) -> SyncReport:
+        """Stat-only reconcile of index and folders (see `Reconciler`); ``full`` looks inside
+        every folder, not only those whose mtime moved."""
+        self.last_sync = self.reconciler.sync(full)
         return self.last_sync
 
     def rebuild_index(self) -> int:
@@ -174,6 +228,313 @@ class Shelf:
         self.sync()
         return count
 
+    # -- watching and health (issue #5) --------------------------------------------------------
+
+    def start_watching(self, settings: HealthSettings | None = None) -> Watcher:
+        """Keep the index current from file events and hash/verify in the background, until
+        `stop_watching` or `close`. Once only; returns the running `Watcher`.
+
+        The CLI's one-shot commands never call this; ComfyUI (and ``serve``) do.
+
+        Args:
+            settings (`HealthSettings`, *optional*): default `health_settings`.
+        """
+        if self.watcher is not None:
+            return self.watcher
+        settings = settings or self.health_settings
+        self.health_settings = settings
+        self.hasher = BackgroundHasher(self.layout, self.catalog, self.verifier, settings)
+        self.watcher = Watcher(self.layout, self.reconciler, self.hasher, settings)
+        if settings.auto_repair:
+            self.hasher.subscribe(self._auto_repair)
+            self._unsubscribe_repairs = self.downloads.subscribe(self.repairer.on_progress)
+        self.hasher.start()
+        self.watcher.start()
+        self.repairer.finish_ready()  # repairs whose downloads ended while we were away
+        return self.watcher
+
+    def stop_watching(self, timeout: float = 10.0) -> None:
+        """Stop the watcher and the background hasher and join their threads."""
+        if self.watcher is not None:
+            self.watcher.stop(timeout)
+            self.watcher = None
+        if self.hasher is not None:
+            self.hasher.stop(timeout)
+            self.hasher = None
+        if self._unsubscribe_repairs is not None:
+            self._unsubscribe_repairs()
+            self._unsubscribe_repairs = None
+
+    def _auto_repair(self, result: VerifyResult) -> None:
+        """Hasher listener (``auto_repair``): queue the download of a model found corrupted.
+
+        Missing models are not fetched by themselves: a deleted file is usually meant.
+        """
+        if result.retry or result.health is not Health.CORRUPTED or result.model_id is None:
+            return
+        record = self.index.get(result.model_id)
+        if record is None or not repairable(record):
+            return
+        try:
+            self.repairer.start(record)
+        except (ShelfError, OSError) as exc:
+            log.warning("Model Shelf: cannot repair %s by itself: %s", record.display(), exc)
+
+    def health(self) -> HealthReport:
+        """The health report (``doctor``): every section with its count, items and fix.
+
+        Repairs whose downloads ended meanwhile are finished first.
+        """
+        self.repairer.finish_ready()
+        return self._doctor().report()
+
+    def repair(
+        self, queries: Sequence[str] = (), *, all_broken: bool = False
+    ) -> list[RepairResult]:
+        """Download corrupted or missing models again from their sources, and verify them.
+
+        Args:
+            queries (`Sequence[str]`): models to repair (names, aliases, hashes).
+            all_broken (`bool`, *optional*): repair every corrupted or missing model instead.
+
+        Raises:
+            `ModelNotFoundError`, `AmbiguousModelError`: as `find`.
+        """
+        if all_broken:
+            records = self.index.with_health("corrupted") + self.index.with_health("missing")
+        else:
+            records = [self.find(q) for q in queries]
+        return [self.repairer.repair_now(r) for r in records]
+
+    def duplicates(self) -> list[DuplicateGroup]:
+        """Groups of models with the same content (see `find_duplicates`)."""
+        return find_duplicates(self.catalog)
+
+    def dedupe(self, keep: set[str] | None = None) -> DedupeReport:
+        """Keep one copy of each duplicated model; see `Deduplicator.dedupe`."""
+        deduplicator = Deduplicator(self.records, self.catalog, self.remover, self.verifier)
+        return deduplicator.dedupe(keep)
+
+    def purge_ghosts(self, names: set[str] | None = None) -> list[str]:
+        """Forget models whose files are gone; see `Cleaner.purge_ghosts`."""
+        return Cleaner(self.layout, self.catalog, self.remover).purge_ghosts(names)
+
+    def clean(self) -> CleanReport:
+        """Remove abandoned temporaries and partial downloads; see `find_orphans`."""
+        orphans = find_orphans(
+            self.layout, self._task_state, self.health_settings.stale_partial_seconds
+        )
+        return Cleaner(self.layout, self.catalog, self.remover).clean(orphans)
+
+    def disk_usage(self) -> DiskReport:
+        """Free space of the library's disk and use per type folder."""
+        return disk_report(
+            self.layout,
+            self.index,
+            self.health_settings.disk_warn_used_fraction,
+            self.downloads.settings.free_space_margin_bytes,
+        )
+
+    def _doctor(self) -> Doctor:
+        return Doctor(
+            self.layout,
+            self.catalog,
+            self.reconciler,
+            self.health_settings,
+            self.downloads.settings.free_space_margin_bytes,
+            self._task_state,
+            self.hasher,
+        )
+
+    def _task_state(self, task_id: str) -> str | None:
+        try:
+            return self.downloads.get(task_id).state.value
+        except TaskNotFoundError:
+            return None
+
+    # -- the HTTP API and the sidebar (issue #6) -----------------------------------------------
+
+    def get(self, model_id: str) -> ModelRecord:
+        """The model whose record id is ``model_id``.
+
+        Raises:
+            `ModelNotFoundError`: no model has that id.
+        """
+        record = self.index.get(model_id)
+        if record is None:
+            raise ModelNotFoundError(f"no model with id {model_id!r}")
+        return record
+
+    def query_models(self, query: ModelQuery) -> ModelPage:
+        """A page of light model summaries: search, filters, sort, window. See `run_query`."""
+        return run_query(self.index, query)
+
+    def facets(self) -> Facets:
+        """The values the list's filters can take, with counts. See `facets`."""
+        return query_facets(self.index)
+
+    def edit_model(
+        self,
+        model_id: str,
+        *,
+        name: str | None = None,
+        aliases: Sequence[str] | None = None,
+        tags: Sequence[str] | None = None,
+    ) -> ModelRecord:
+        """Rename a model (its files and record move together; the old name stays an alias so
+        workflows using it still resolve) and/or replace its aliases or tags.
+
+        Raises:
+            `ModelNotFoundError`: no model has that id.
+            `UnsafeNameError`: a name or alias would leave the type folder or is invalid.
+            `NameClashError`: another model holds the new name.
+            `UnsupportedOperationError`: a sharded set cannot be renamed as one.
+        """
+        record = self.get(model_id)
+        if name is not None:
+            record = self.editor.rename(record, name)
+        if aliases is not None or tags is not None:
+            record = self.editor.relabel(record, aliases, tags)
+        return record
+
+    def import_received(
+        self, path: Path, model_type: str, name: str | None, hashes: Hashes
+    ) -> ModelRecord:
+        """Import a file received whole into ``.shelf/partial/`` (an upload), hashed while it
+        arrived: moved into place (a rename), its digests not read again.
+
+        Raises:
+            As `import_model`.
+        """
+        path = Path(path).absolute()
+        return self.importer.import_unit(
+            find_unit(path),
+            check_type(model_type),
+            ImportMode.MOVE,
+            name=name,
+            known_hashes=UnitHashes(files={path.name: hashes}, model=hashes),
+        )
+
+    def remove_model(self, model_id: str) -> ModelRecord:
+        """`remove` the model whose record id is ``model_id``.
+
+        Raises:
+            `ModelNotFoundError`: no model has that id.
+        """
+        return self.remove(self.get(model_id).display())
+
+    def start_repairs(
+        self, model_ids: Sequence[str] = (), *, all_broken: bool = False
+    ) -> list[RepairResult]:
+        """Queue the re-download of broken models for the running engine (not in the foreground,
+        unlike `repair`); each finishes when its download ends (`Repairer.on_progress`).
+
+        Raises:
+            `ModelNotFoundError`: an id is unknown.
+        """
+        if all_broken:
+            records = self.index.with_health("corrupted") + self.index.with_health("missing")
+            records = [r for r in records if repairable(r)]
+        else:
+            records = [self.get(model_id) for model_id in model_ids]
+        results = []
+        for record in records:
+            try:
+                job = self.repairer.start(record)
+            except ShelfError as exc:
+                results.append(RepairResult(record.display(), False, exc.message))
+                continue
+            results.append(RepairResult(job.model, True, "download queued", job.task_id))
+        return results
+
+    def retry_download(self, task_id: str) -> DownloadTask:
+        """Queue a paused or failed download again; a cancelled one is added again afresh.
+
+        Raises:
+            `TaskNotFoundError`: no such task.
+        """
+        task = self.downloads.get(task_id)
+        if task.state is TaskState.CANCELLED:
+            return self.downloads.add(
+                task.source, task.model_type, task.name, task.expected_sha256, task.priority
+            )
+        return self.downloads.resume(task_id)
+
+    @property
+    def stored_settings(self) -> SettingsFile:
+        """Settings saved in the library root (limits, credentials)."""
+        return SettingsFile(self.layout)
+
+    def update_download_settings(
+        self, limits: StoredLimits | None = None, secrets: StoredSecrets | None = None
+    ) -> DownloadSettings:
+        """Save limits and/or credentials in the library root and use them from now on.
+
+        Concurrency and the bandwidth limit apply to the running engine at once.
+
+        Raises:
+            `SettingsError`: the stored files cannot be read.
+            `StorageFullError`: they cannot be written.
+        """
+        stored = self.stored_settings
+        if limits is not None:
+            stored.save_limits(limits)
+        if secrets is not None:
+            stored.save_secrets(secrets)
+        settings = stored.apply(self.base_download_settings)
+        self.downloads.settings = settings
+        self.downloads.engine.apply_settings(settings)
+        return settings
+
+    # -- workflows and fetching (issue #4) -------------------------------------------------------
+
+    def fetch_model(
+        self,
+        source: str,
+        model_type: str,
+        name: str | None = None,
+        sha256: str | None = None,
+        *,
+        progress: FetchProgress | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> ModelRecord:
+        """The model a source names: from the library (matched by sha256, source or name), else
+        downloaded now, waiting for it. See `ModelFetcher.fetch` for arguments and errors."""
+        return self.fetcher.fetch(
+            source, model_type, name, sha256, progress=progress, should_stop=should_stop
+        )
+
+    def wait_for_download(
+        self,
+        task_id: str,
+        *,
+        progress: FetchProgress | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> str:
+        """Wait for a queued download; returns the model's name under its type folder (as
+        ComfyUI lists it).
+
+        Raises:
+            As `ModelFetcher.wait`; `ModelNotFoundError` if the model is gone again.
+        """
+        task = self.fetcher.wait(task_id, progress=progress, should_stop=should_stop)
+        return self.fetcher.name_of(task)
+
+    def stamp_workflow(self, workflow: dict[str, object]) -> StampReport:
+        """Write model metadata (``properties.models``) for the library models a UI workflow
+        uses; see `workflows.stamp`."""
+        return stamp(workflow, self)
+
+    def lock_workflow(self, workflow: dict[str, object]) -> LockReport:
+        """The exact model set of a workflow or API prompt; see `workflows.lock`."""
+        return lock(workflow, self)
+
+    def fetch_lock(
+        self, lockfile: Lockfile, wait: bool = True, listener: ProgressListener | None = None
+    ) -> list[LockFetch]:
+        """Get every model of a lockfile into the library; see `workflows.fetch_lock`."""
+        return fetch_lock(lockfile, self, wait, listener)
+
 
 def _open_index(layout: Layout) -> IndexStore:
     """Open the index; one that is not a database any more is set aside and rebuilt later."""
@@ -186,3 +547,32 @@ def _open_index(layout: Layout) -> IndexStore:
             if src.exists():
                 src.replace(Path(str(broken) + suffix))
         return IndexStore(layout.index_db)
+
+
+# --- downloads (issue #3) ---------------------------------------------------------------------
+
+
+def _open_downloads(shelf: Shelf, settings: DownloadSettings | None) -> DownloadService:
+    """Wire the download queue: store, engine (with the library as its installer), service.
+
+    ``settings`` default to the environment's (`DownloadSettings.from_env`).
+    """
+    settings = settings or DownloadSettings.from_env()
+    # issue #6: values saved from the sidebar go over these (kept to apply later changes to).
+    shelf.base_download_settings = settings
+    try:
+        settings = SettingsFile(shelf.layout).apply(settings)
+    except SettingsError as exc:
+        log.warning("Model Shelf: ignoring the stored download settings: %s", exc)
+    store = TaskStore(shelf.layout.state_db)
+    installer = LibraryInstaller(shelf.layout, shelf.catalog, shelf.importer, shelf.remover)
+    engine = DownloadEngine(
+        store,
+        shelf.layout.partial_dir,
+        quarantine_dir(shelf.layout),
+        settings,
+        installer,
+        delete_files=shelf.remover.delete,
+        events=ProgressBus(),
+    )
+    return DownloadService(store, engine, installer, shelf.catalog, settings)

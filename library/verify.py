@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass
 
 from .catalog import Catalog
+from .errors import RecordError
 from .hashing import ProgressFn, hash_file, manifest_hashes
 from .records import HashState, Health, ModelKind, ModelRecord, utc_now
 
@@ -16,13 +17,22 @@ class VerifyResult:
     health: Health
     detail: str | None
     bytes_read: int
+    model_id: str | None = None
+    retry: bool = False
+    """No verdict: a file changed while it was read, or the record moved meanwhile. Try later."""
 
 
 class Verifier:
-    """Checks records against file content and records the verdict."""
+    """Checks records against file content and records the verdict.
+
+    ``bytes_hashed`` counts every byte this verifier has read (all threads): benchmarks and
+    tests use it to prove that a rename or a relocation re-hashed nothing.
+    """
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
+        self.bytes_hashed = 0
+        self._count_lock = threading.Lock()
 
     def verify(
         self,
@@ -33,7 +43,11 @@ class Verifier:
         """Re-hash ``record``'s files and compare; a model never hashed gets its digests now.
 
         A model already hashed is checked with xxh3-128 alone (several times faster than
-        sha256; its other digests are trusted as long as xxh3 agrees).
+        sha256; its other digests are trusted as long as xxh3 agrees). A file written to while
+        it is read gives no verdict (``retry``); so does a record moved or replaced meanwhile.
+
+        Raises:
+            `HashCancelled`: ``cancel`` was set; nothing is recorded.
         """
         paths = self.catalog.records.file_paths(record)
         missing = [p.name for p in paths if not p.is_file()]
@@ -44,14 +58,30 @@ class Verifier:
         bytes_read = 0
         bad: list[str] = []
         for entry, path in zip(record.files, paths, strict=True):
+            before = path.stat()
             result = hash_file(path, algorithms=algorithms, progress=progress, cancel=cancel)
+            with self._count_lock:
+                self.bytes_hashed += result.size
             bytes_read += result.size
             stat = path.stat()
+            if (before.st_size, before.st_mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+                return VerifyResult(
+                    record.display(),
+                    record.health,
+                    f"{entry.path} changed while it was read",
+                    bytes_read,
+                    record.id,
+                    retry=True,
+                )
             if first_time:
                 entry.hashes = result.hashes
                 entry.size, entry.mtime_ns = stat.st_size, stat.st_mtime_ns
             elif result.hashes["xxh3_128"] != entry.hashes.get("xxh3_128"):
                 bad.append(entry.path)
+            else:
+                # Same content, maybe touched: remember the new mtime so the stat-only sync
+                # stops seeing a change.
+                entry.mtime_ns = stat.st_mtime_ns
         if first_time:
             record.size = sum(e.size for e in record.files)
             record.hashes = (
@@ -75,5 +105,34 @@ class Verifier:
         record.health, record.health_detail = health, detail
         if health is not Health.MISSING:
             record.verified_at = utc_now()
-        self.catalog.save(record)
-        return VerifyResult(record.display(), health, detail, bytes_read)
+        fresh = self._fresh(record)
+        if fresh is None:
+            return VerifyResult(
+                record.display(),
+                health,
+                "the record was moved or replaced while the files were read",
+                bytes_read,
+                record.id,
+                retry=True,
+            )
+        self.catalog.save(fresh)
+        return VerifyResult(record.display(), health, detail, bytes_read, record.id)
+
+    def _fresh(self, record: ModelRecord) -> ModelRecord | None:
+        """The record as its sidecar holds it now, with this verification's findings applied.
+
+        Hashing a big file takes minutes; meanwhile another thread or process may have saved
+        the record (usage counts, tags) or moved it. Their changes are kept; a record that is
+        gone or now describes other files gets nothing (None).
+        """
+        try:
+            fresh = self.catalog.records.read(self.catalog.records.sidecar_path(record))
+        except RecordError:
+            return None
+        if fresh.id != record.id or [e.path for e in fresh.files] != [e.path for e in record.files]:
+            return None
+        fresh.files = record.files
+        fresh.size, fresh.hashes, fresh.hash_state = record.size, record.hashes, record.hash_state
+        fresh.health, fresh.health_detail = record.health, record.health_detail
+        fresh.verified_at = record.verified_at
+        return fresh

@@ -1,13 +1,16 @@
 """Tests for library/comfy_paths.py: the folder_paths bridge over a stand-in ComfyUI 0.3.64.
 
 Real files, a real SQLite index, the stand-in ``folder_paths`` (tests/comfy_stubs) in
-``sys.modules``. No sleeps: the change feed is driven tick by tick with ``poll()``.
+``sys.modules``. Changes made elsewhere reach the bridge through the real watcher (as inside
+ComfyUI); tests wait for its notices on a queue, with a timeout, never with a sleep.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +18,6 @@ import pytest
 from comfy_stubs import Comfy, write_model
 
 from model_shelf.library import ImportMode, Shelf
-from model_shelf.library.change_feed import ChangeFeed
 from model_shelf.library.comfy_paths import (
     HOOK_MARK,
     FolderPathsBridge,
@@ -26,9 +28,58 @@ from model_shelf.library.comfy_settings import ComfySettings
 from model_shelf.library.errors import IndexStoreError
 from model_shelf.library.layout import MODEL_TYPES
 from model_shelf.library.records import ModelRecord
+from model_shelf.library.settings import HealthSettings
 from model_shelf.library.usage import UsageRecorder
 
 pytest_plugins = ["comfy_stubs.fixtures"]
+
+WAIT_SECONDS = 30.0
+QUICK_WATCH = HealthSettings(
+    debounce_seconds=0.05, settle_seconds=0.3, placed_grace_seconds=0.2, verify_interval_days=0
+)
+
+
+class Notices:
+    """A library listener beside the bridge: what the watcher told, as a queue to wait on."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue[None] = queue.Queue()
+        self.changed: list[frozenset[str]] = []
+        self.roots: list[bool] = []
+
+    def library_changed(self, types: frozenset[str]) -> None:
+        self.changed.append(types)
+        self.queue.put(None)
+
+    def root_changed(self, available: bool) -> None:
+        self.roots.append(available)
+        self.queue.put(None)
+
+    def wait_until(self, predicate: Callable[[], object], what: str) -> None:
+        """Return once ``predicate()`` holds, looking again after every notice."""
+        deadline = time.monotonic() + WAIT_SECONDS
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {what}")
+            try:
+                self.queue.get(timeout=min(remaining, 1.0))
+            except queue.Empty:
+                continue
+
+
+@pytest.fixture
+def watched(shelf: Shelf, bridge: FolderPathsBridge) -> Iterator[Notices]:
+    """The watcher running with the bridge subscribed, as ``comfy_entry`` runs it."""
+    watcher = shelf.start_watching(QUICK_WATCH)
+    notices = Notices()
+    watcher.subscribe(bridge)
+    watcher.subscribe(notices)
+    try:
+        assert watcher.wait_idle(WAIT_SECONDS)
+        yield notices
+    finally:
+        shelf.stop_watching()
 
 
 @pytest.fixture
@@ -418,35 +469,45 @@ def test_refresh_drops_comfy_cache_even_when_mtimes_do_not_move(
 
 
 def test_new_renamed_and_removed_models_follow_without_restart(
-    comfy: Comfy, shelf: Shelf, bridge: FolderPathsBridge, tmp_path: Path
+    comfy: Comfy, shelf: Shelf, bridge: FolderPathsBridge, watched: Notices, tmp_path: Path
 ) -> None:
     fp = comfy.folder_paths
-    feed = ChangeFeed(shelf, [bridge])
-    feed.baseline()
     add_model(shelf, tmp_path, "sub/one.safetensors", aliases=("first",))
     other = Shelf(shelf.root)  # a second opener: another process, as far as SQLite can tell
     try:
         source = write_model(tmp_path / "incoming" / "two.safetensors")
         other.import_model(source, "checkpoints", name="two.safetensors")
-        assert "checkpoints" in feed.poll()
-        assert fp.get_filename_list("checkpoints") == ["sub/one.safetensors", "two.safetensors"]
-        assert fp.get_full_path("checkpoints", "first") is not None
+        watched.wait_until(
+            lambda: (
+                fp.get_filename_list("checkpoints") == ["sub/one.safetensors", "two.safetensors"]
+                and fp.get_full_path("checkpoints", "first") is not None
+            ),
+            "the other opener's import",
+        )
 
-        # Renamed by hand (both files): the feed syncs after one quiet tick.
+        # Renamed by hand (both files): listings follow, and so do the records.
         old = Path(lib_path(shelf, "checkpoints", "two.safetensors"))
         old.rename(old.with_name("deux.safetensors"))
         sidecar = shelf.layout.sidecar_for(old)
         sidecar.rename(shelf.layout.sidecar_for(old.with_name("deux.safetensors")))
-        assert "checkpoints" in feed.poll()  # listings refreshed at once
-        assert fp.get_filename_list("checkpoints") == ["deux.safetensors", "sub/one.safetensors"]
-        assert "checkpoints" in feed.poll()  # quiet tick: sync, records follow
+        watched.wait_until(
+            lambda: (
+                fp.get_filename_list("checkpoints") == ["deux.safetensors", "sub/one.safetensors"]
+                and shelf.index.get_at("checkpoints", "deux.safetensors") is not None
+            ),
+            "the rename",
+        )
         assert fp.get_full_path("checkpoints", "two.safetensors") is None
         assert shelf.find("deux.safetensors").name == "deux.safetensors"
 
         other.remove("sub/one.safetensors")
-        assert "checkpoints" in feed.poll()
-        assert fp.get_filename_list("checkpoints") == ["deux.safetensors"]
-        assert fp.get_full_path("checkpoints", "first") is None
+        watched.wait_until(
+            lambda: (
+                fp.get_filename_list("checkpoints") == ["deux.safetensors"]
+                and fp.get_full_path("checkpoints", "first") is None
+            ),
+            "the other opener's removal",
+        )
     finally:
         other.close()
 
@@ -460,36 +521,50 @@ def test_vanished_root_is_withdrawn_and_comes_back(
     bridge: FolderPathsBridge,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("model_shelf.library.watch.ROOT_CHECK_SECONDS", 0.1)
     fp = comfy.folder_paths
     add_model(shelf, tmp_path, "lib.safetensors", aliases=("lib-alias",))
     add_model(shelf, tmp_path, "lib-lora.safetensors", "loras")
     own = write_model(comfy.models / "loras" / "own.safetensors")
-    feed = ChangeFeed(shelf, [bridge])
-    feed.baseline()
+    notices = Notices()
+    watcher = shelf.start_watching(QUICK_WATCH)
+    watcher.subscribe(bridge)
+    watcher.subscribe(notices)
+    assert watcher.wait_idle(WAIT_SECONDS)
     bridge.refresh()
     assert fp.get_filename_list("checkpoints") == ["lib.safetensors"]  # now cached by ComfyUI
     assert fp.get_filename_list("loras") == ["lib-lora.safetensors", "own.safetensors"]
     root = Path(str(shelf.root))
     ours = os.path.join(str(root), "checkpoints")
 
-    with caplog.at_level(logging.INFO, "model_shelf"):
-        root.rename(tmp_path / "unplugged")
-        # Before the feed notices: ComfyUI's trap is caught, nothing raises.
-        assert fp.get_filename_list("checkpoints") == []
-        assert fp.get_filename_list("loras") == ["own.safetensors"]
-        assert fp.get_full_path("checkpoints", "lib.safetensors") is None
-        assert fp.get_full_path("checkpoints", "lib-alias") is None
-        assert fp.get_full_path("loras", "own.safetensors") == str(own)
-        for _ in range(3):
-            feed.poll()
-        assert ours not in fp.get_folder_paths("checkpoints")
-        assert fp.get_filename_list("vae") == []
-        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-        assert len(warnings) == 1 and "is gone" in warnings[0]  # one clear message, no noise
+    try:
+        with caplog.at_level(logging.INFO, "model_shelf"):
+            root.rename(tmp_path / "unplugged")
+            # Before the watcher notices: ComfyUI's trap is caught, nothing raises.
+            assert fp.get_filename_list("checkpoints") == []
+            assert fp.get_filename_list("loras") == ["own.safetensors"]
+            assert fp.get_full_path("checkpoints", "lib.safetensors") is None
+            assert fp.get_full_path("checkpoints", "lib-alias") is None
+            assert fp.get_full_path("loras", "own.safetensors") == str(own)
+            notices.wait_until(lambda: notices.roots == [False], "the root to be missed")
+            assert ours not in fp.get_folder_paths("checkpoints")
+            assert fp.get_filename_list("vae") == []
+            said = [
+                r.getMessage()
+                for r in caplog.records
+                if r.levelno >= logging.WARNING and r.name.endswith("comfy_paths")
+            ]
+            assert len(said) == 1 and "is gone" in said[0]  # the bridge says it once
 
-        (tmp_path / "unplugged").rename(root)
-        assert feed.poll() == frozenset(MODEL_TYPES)  # everything may have changed meanwhile
+            (tmp_path / "unplugged").rename(root)
+            notices.wait_until(  # everything may have changed meanwhile
+                lambda: frozenset(MODEL_TYPES) in notices.changed, "every type to be refreshed"
+            )
+            assert notices.roots == [False, True]
+    finally:
+        shelf.stop_watching()
     assert ours in fp.get_folder_paths("checkpoints")
     assert fp.get_filename_list("checkpoints") == ["lib.safetensors"]
     assert fp.get_full_path("checkpoints", "lib-alias") == lib_path(

@@ -1,9 +1,10 @@
 """Two processes on one library root: what one adds, the other's ComfyUI lists within 2 s.
 
 A real second process (the CLI, ``python -m model_shelf --root R import ...``) adds a model
-while this process runs the bridge and the change feed at their real interval over a stand-in
-ComfyUI 0.3.64. We wait on the feed's notification (a queue, with the 2 s deadline as timeout)
-and report the measured delay; no test asserts anything finer about time.
+while this process runs the bridge and the watcher with their default settings over a stand-in
+ComfyUI 0.3.64, as ``comfy_entry`` runs them. We wait on the watcher's notification (a queue,
+with the 2 s deadline as timeout) and report the measured delay; no test asserts anything finer
+about time.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pytest
 from comfy_stubs import Comfy, write_model
 
 from model_shelf.library import Shelf
-from model_shelf.library.change_feed import ChangeFeed
 from model_shelf.library.comfy_paths import FolderPathsBridge
 from model_shelf.library.comfy_settings import ComfySettings
 from model_shelf.library.settings import ROOT_ENV
@@ -32,7 +32,7 @@ DEADLINE_SECONDS = 2.0
 
 
 class Changes:
-    """Feed listener: each change notice with the time it arrived."""
+    """Watcher listener: each change notice with the time it arrived."""
 
     def __init__(self) -> None:
         self.events: queue.Queue[tuple[float, frozenset[str]]] = queue.Queue()
@@ -50,13 +50,15 @@ def running(comfy: Comfy, shelf: Shelf) -> Iterator[tuple[FolderPathsBridge, Cha
     bridge = FolderPathsBridge(shelf, comfy.folder_paths, ComfySettings(), usage)
     bridge.install()
     changes = Changes()
-    feed = ChangeFeed(shelf, [bridge, changes])  # the real interval
-    feed.start()
+    watcher = shelf.start_watching()  # the default settings, as inside ComfyUI
+    watcher.subscribe(bridge)
+    watcher.subscribe(changes)
     usage.start()
     try:
+        assert watcher.wait_idle(30)
         yield bridge, changes
     finally:
-        feed.stop()
+        shelf.stop_watching()
         usage.stop()
         bridge.close()
 

@@ -219,3 +219,9 @@ def test_a_scan_never_replaces_a_fuller_record(shelf, make_model):
 
     kept = shelf.find("full.safetensors")
     assert kept.id == record.id and kept.aliases == ["from-a-workflow.safetensors"]
+
+
+def test_a_name_without_extension_keeps_the_files(shelf, make_model):
+    record = shelf.import_model(make_model(), "checkpoints", name="sdxl/base")
+    assert record.name == "sdxl/base.safetensors"
+    assert (shelf.root / "checkpoints" / "sdxl" / "base.safetensors").is_file()

@@ -27,3 +27,18 @@ def test_requirements_match_pyproject_dependencies():
         if line.strip() and not line.startswith("#")
     ]
     assert sorted(listed) == sorted(declared)
+
+
+def test_every_package_folder_is_installed():
+    """A plain (non-editable) install ships only the packages pyproject lists."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(("model_shelf", *p.parent.relative_to(REPO).parts))
+        for p in REPO.rglob("__init__.py")
+        if not {".venv", "tests", "build"} & set(p.relative_to(REPO).parts)
+    }
+    assert found == listed

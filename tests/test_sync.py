@@ -80,6 +80,113 @@ def test_a_corrupt_file_copied_in_by_hand_is_reported(root, make_model):
         assert "broken.safetensors" in record.health_detail
 
 
+# -- the incremental sync (issue #5) ---------------------------------------------------------
+
+
+def _age(root, seconds=3600):
+    """Date every folder and file back, as a library untouched since its last start."""
+    import time as _time
+
+    past = _time.time() - seconds
+    for folder, _dirs, files in os.walk(root):
+        if ".shelf" in folder.split(os.sep):
+            continue
+        for name in files:
+            os.utime(os.path.join(folder, name), (past, past))
+        os.utime(folder, (past, past))
+
+
+def test_an_unchanged_library_looks_inside_no_folder(root, make_model):
+    with Shelf.open(root) as shelf:
+        for i in range(3):
+            shelf.import_model(make_model(), "loras", name=f"sub{i}/m.safetensors")
+    _age(root)
+    with Shelf.open(root) as shelf:
+        shelf.sync(full=True)  # records the aged mtimes
+        report = shelf.sync()
+        assert report.folders_seen > 3 and report.folders_examined == 0
+        assert len(shelf.list_models()) == 3
+
+
+def test_only_the_changed_folder_is_examined(root, make_model):
+    with Shelf.open(root) as shelf:
+        shelf.import_model(make_model(), "loras", name="a/m.safetensors")
+        shelf.import_model(make_model(), "loras", name="b/m.safetensors")
+    _age(root)
+    with Shelf.open(root) as shelf:
+        shelf.sync(full=True)
+    make_model("new.safetensors", folder=root / "loras" / "b")
+    with Shelf.open(root) as shelf:
+        report = shelf.last_sync
+        assert report.registered == ["loras/b/new.safetensors"]
+        assert report.folders_examined == 1
+
+
+def test_a_model_renamed_while_closed_keeps_its_record_and_hashes(root, make_model):
+    with Shelf.open(root) as shelf:
+        record = shelf.import_model(make_model(), "checkpoints", name="before.safetensors")
+    os.rename(
+        root / "checkpoints" / "before.safetensors", root / "checkpoints" / "after.safetensors"
+    )
+    with Shelf.open(root) as shelf:
+        assert shelf.last_sync.moved == [
+            "checkpoints/before.safetensors -> checkpoints/after.safetensors"
+        ]
+        moved = shelf.find("checkpoints/after.safetensors")
+        assert moved.id == record.id and moved.hashes == record.hashes
+        assert moved.hash_state is HashState.HASHED and moved.health is Health.OK
+        assert not (root / "checkpoints" / "before.safetensors.shelf.json").exists()
+        assert shelf.verifier.bytes_hashed == 0
+
+
+def test_content_rewritten_in_place_is_found_by_the_sweep(root, make_model):
+    with Shelf.open(root) as shelf:
+        record = shelf.import_model(make_model(), "vae", name="v.safetensors")
+    _age(root)
+    with Shelf.open(root) as shelf:
+        shelf.sync(full=True)
+    path = root / "vae" / "v.safetensors"
+    folder_mtime = os.stat(path.parent).st_mtime_ns
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    with open(path, "r+b") as handle:  # in place: the folder's mtime does not move
+        handle.write(bytes(data))
+    assert os.stat(path.parent).st_mtime_ns == folder_mtime
+    with Shelf.open(root) as shelf:
+        assert shelf.last_sync.changed == []  # the start-up sync cannot see it...
+        sweep = shelf.reconciler.sweep()
+        assert sweep.changed_ids == [record.id]  # ...the sweep does, and no byte is read
+        assert shelf.verifier.bytes_hashed == 0
+
+
+def test_a_folder_with_a_live_temporary_is_examined_again_next_time(root, make_model):
+    with Shelf.open(root):
+        pass
+    live = temp_sibling(root / "loras" / "writing.safetensors")
+    live.write_bytes(b"x")
+    _age(root)
+    with Shelf.open(root) as shelf:
+        shelf.sync(full=True)
+        assert shelf.sync().folders_examined == 1  # kept "unclean" while the writer lives
+    live.unlink()
+
+
+def test_model_and_sidecar_renamed_together_by_hand_keep_the_record(root, make_model):
+    with Shelf.open(root) as shelf:
+        record = shelf.import_model(make_model(), "checkpoints", name="two.safetensors")
+        record.aliases.append("nickname")
+        shelf.catalog.save(record)
+        folder = root / "checkpoints"
+        (folder / "two.safetensors").rename(folder / "deux.safetensors")
+        (folder / "two.safetensors.shelf.json").rename(folder / "deux.safetensors.shelf.json")
+
+        report = shelf.sync()
+
+        assert report.reread == ["checkpoints/deux.safetensors"] and report.registered == []
+        [kept] = shelf.list_models()
+        assert (kept.name, kept.id, kept.aliases) == ("deux.safetensors", record.id, ["nickname"])
+
+
 def test_model_and_record_renamed_by_hand_keep_identity(root, make_model):
     with Shelf.open(root) as shelf:
         record = shelf.import_model(make_model(), "loras", name="old.safetensors")
