@@ -218,22 +218,27 @@ class Importer:
             probe = probe_files(unit.weight_files())
         target.parent.mkdir(parents=True, exist_ok=True)
 
-        copied: dict[str, Hashes] | None = None
+        # Digests are known before the model appears at its final name (hashed while copying,
+        # given by the caller, or read from the source just now), so its record follows within
+        # milliseconds: a watcher never sees a placed model without its record for long.
+        digests: dict[str, Hashes] | None = known_hashes.files if known_hashes else None
+        if (
+            digests is None
+            and hashing is HashTiming.NOW
+            and _places_without_copy(unit, target, mode)
+        ):
+            digests = hash_unit(unit, progress).files
         if mode is ImportMode.COPY:
-            copied = self._copy(unit, target, placements, progress)
+            digests = self._copy(unit, target, placements, progress)
         elif mode is ImportMode.LINK:
             self._link(unit, target, placements)
         else:
-            copied = self._move(unit, target, placements, progress)
+            digests = self._move(unit, target, placements, progress) or digests
 
         entries = self._entries(target, placements)
         unit_hashes = None
-        if copied is None and known_hashes is not None:
-            copied = known_hashes.files
-        if copied is not None:
-            unit_hashes = _unit_hashes(unit.kind, _rekey(copied, unit, target, placements))
-        elif hashing is HashTiming.NOW:
-            unit_hashes = self._hash_placed(unit.kind, target, entries, progress)
+        if digests is not None:
+            unit_hashes = _unit_hashes(unit.kind, _rekey(digests, unit, target, placements))
         return self._record(
             model_type, record_name, unit.kind, entries, unit_hashes, probe, sources, aliases
         )
@@ -395,6 +400,13 @@ class Importer:
             aliases=[a for a in aliases if a != name],
         )
         return self.catalog.save(record) if save else record
+
+
+def _places_without_copy(unit: ModelUnit, target: Path, mode: ImportMode) -> bool:
+    """True when ``mode`` will rename or hardlink (same filesystem), not copy the bytes."""
+    if mode is ImportMode.COPY:
+        return False
+    return unit.path.stat().st_dev == target.parent.stat().st_dev
 
 
 def _place_through_temps(

@@ -222,6 +222,37 @@ def test_rename_keeps_identity_and_reads_nothing(watched, make_model):
     assert shelf.verifier.bytes_hashed == before
 
 
+def test_a_big_move_import_keeps_the_importers_record_while_watched(watched, tmp_path):
+    """Hashing a big file takes longer than the watcher's grace for files that appear whole:
+    the importer must still own the record (id, sources), not the watcher's bare one."""
+    from conftest import write_big_safetensors
+
+    from model_shelf.library import HashTiming, ImportMode
+    from model_shelf.library.records import SourceRef
+
+    shelf, _, batches = watched
+    src = write_big_safetensors(tmp_path / "big.safetensors", 1024**3)
+    source = SourceRef(kind="url", url="https://example.invalid/big.safetensors")
+    record = shelf.import_model(
+        src, "checkpoints", ImportMode.MOVE, hashing=HashTiming.NOW, sources=[source]
+    )
+    batches.wait_until(lambda: indexed(shelf, "checkpoints", "big.safetensors"), "the import")
+    assert shelf.hasher is not None and shelf.hasher.wait_idle(TIMEOUT)
+    assert shelf.watcher is not None and shelf.watcher.wait_idle(TIMEOUT)
+
+    (shelf.root / "checkpoints" / "sdxl").mkdir()
+    os.rename(
+        shelf.root / "checkpoints" / "big.safetensors",
+        shelf.root / "checkpoints" / "sdxl" / "big.safetensors",
+    )
+    batches.wait_until(lambda: indexed(shelf, "checkpoints", "sdxl/big.safetensors"), "rename")
+    assert shelf.watcher.wait_idle(TIMEOUT) and shelf.hasher.wait_idle(TIMEOUT)
+
+    [kept] = shelf.list_models()
+    assert kept.id == record.id
+    assert [s.url for s in kept.sources] == [source.url]
+
+
 def test_a_folder_renamed_with_its_models_and_sidecars_keeps_them(watched, make_model):
     shelf, _, batches = watched
     a = shelf.import_model(make_model(), "loras", name="set/a.safetensors")
