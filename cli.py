@@ -21,6 +21,7 @@ from typing import Any
 from .library import HashTiming, ImportMode, ModelRecord, Shelf, ShelfError
 from .library.layout import MODEL_TYPES
 from .library.settings import ROOT_ENV, resolve_root
+from .library.units import human_size
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -58,14 +59,6 @@ def _size_of(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
-
-
 def _emit_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
@@ -87,7 +80,9 @@ def _print_table(records: Sequence[ModelRecord]) -> None:
                 f"pickle:{r.probe.pickle_verdict.value if r.probe.pickle_verdict else '?'}"
             )
         arch = r.probe.architecture or "-"
-        print(f"{r.display():60} {_human(r.size):>10}  {arch:8} {sha}  {' '.join(flags)}".rstrip())
+        print(
+            f"{r.display():60} {human_size(r.size):>10}  {arch:8} {sha}  {' '.join(flags)}".rstrip()
+        )
 
 
 # -- commands -----------------------------------------------------------------
@@ -107,7 +102,7 @@ def cmd_import(shelf: Shelf, args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(_record_json(record))
     else:
-        print(f"imported {record.display()} ({_human(record.size)}, {args.mode})")
+        print(f"imported {record.display()} ({human_size(record.size)}, {args.mode})")
     return EXIT_OK
 
 
@@ -154,7 +149,7 @@ def cmd_show(shelf: Shelf, args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(_record_json(record))
         return EXIT_OK
-    print(f"{record.display()}  ({record.kind.value}, {_human(record.size)})")
+    print(f"{record.display()}  ({record.kind.value}, {human_size(record.size)})")
     print(f"  path:     {shelf.model_path(record)}")
     print(
         f"  health:   {record.health.value}"
@@ -201,7 +196,7 @@ def cmd_rm(shelf: Shelf, args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(_record_json(record))
     else:
-        print(f"removed {record.display()} ({_human(record.size)})")
+        print(f"removed {record.display()} ({human_size(record.size)})")
     return EXIT_OK
 
 
@@ -266,7 +261,7 @@ def _task_json(task: Any) -> dict[str, Any]:
 
 def _task_line(task: Any) -> str:
     size = task.expected_size
-    done = f"{_human(task.bytes_done)}" + (f"/{_human(size)}" if size else "")
+    done = f"{human_size(task.bytes_done)}" + (f"/{human_size(size)}" if size else "")
     named = task.name or task.filename
     what = task.model_name or (f"{task.model_type or '?'}/{named}" if named else task.source)
     note = task.error_message or task.wait_reason or ""
@@ -417,7 +412,7 @@ def cmd_doctor(shelf: Shelf, args: argparse.Namespace) -> int:
         print(f"{mark:8} {section.key:11} {section.count:>6}  {section.title}")
         shown = section.items if section.key == "disk" else section.items[:10]
         for item in shown:
-            size = f" ({_human(item.size)})" if item.size is not None else ""
+            size = f" ({human_size(item.size)})" if item.size is not None else ""
             print(f"{'':28}{item.name}{size}" + (f": {item.detail}" if item.detail else ""))
         if len(section.items) < section.count or len(shown) < len(section.items):
             print(f"{'':28}... {section.count - len(shown)} more (--json lists up to 100)")
@@ -467,7 +462,7 @@ def cmd_dedupe(shelf: Shelf, args: argparse.Namespace) -> int:
         print(f"kept {kept}; now aliases: {', '.join(others)}")
     for skipped in report.skipped:
         print(f"left {skipped}")
-    print(f"{len(report.merged)} merged, {_human(report.bytes_freed)} freed")
+    print(f"{len(report.merged)} merged, {human_size(report.bytes_freed)} freed")
     return EXIT_OK
 
 
@@ -489,7 +484,7 @@ def cmd_clean(shelf: Shelf, args: argparse.Namespace) -> int:
     else:
         for path in report.removed:
             print(f"removed {path}")
-        print(f"{len(report.removed)} left-overs removed, {_human(report.bytes_freed)} freed")
+        print(f"{len(report.removed)} left-overs removed, {human_size(report.bytes_freed)} freed")
     return EXIT_OK
 
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -27,7 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 try:
+    from model_files import write_sparse_safetensors
+
     from model_shelf.library import HashTiming, ImportMode, Shelf
     from model_shelf.library.hashing import hash_file
     from model_shelf.library.settings import HASH_CHUNK_BYTES
@@ -57,16 +58,6 @@ def _sha256_alone(path: Path) -> None:
     digest = hashlib.sha256()
     _read_all(path, digest.update)
     digest.hexdigest()
-
-
-def _sparse_safetensors(path: Path, size: int) -> None:
-    header_len = 256
-    data_len = size - 8 - header_len
-    header = {"blob": {"dtype": "U8", "shape": [data_len], "data_offsets": [0, data_len]}}
-    raw = json.dumps(header).encode().ljust(header_len, b" ")
-    with open(path, "wb") as handle:
-        handle.write(struct.pack("<Q", header_len) + raw)
-        handle.truncate(size)
 
 
 def main() -> None:
@@ -101,7 +92,7 @@ def main() -> None:
         big.parent.mkdir()
         move_times, hashed = [], []
         for i in range(args.repeats):
-            _sparse_safetensors(big, 2 * 1024**3)
+            write_sparse_safetensors(big, 2 * 1024**3)
             with Shelf.open(Path(tmp) / "library") as shelf:
                 start = time.perf_counter()
                 record = shelf.import_model(

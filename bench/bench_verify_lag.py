@@ -18,30 +18,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import statistics
-import struct
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from model_files import write_sparse_safetensors
 
 from model_shelf.library import HashTiming, ImportMode, Shelf
 from model_shelf.library.records import HashState
 from model_shelf.library.settings import HealthSettings
-
-
-def sparse_safetensors(path: Path, size: int) -> Path:
-    header_len = 256
-    data_len = size - 8 - header_len
-    header = {"blob": {"dtype": "U8", "shape": [data_len], "data_offsets": [0, data_len]}}
-    raw = json.dumps(header).encode().ljust(header_len, b" ")
-    with open(path, "wb") as handle:
-        handle.write(struct.pack("<Q", header_len) + raw)
-        handle.truncate(size)
-    return path
 
 
 class Ticker:
@@ -124,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     size = int(args.size_gib * 1024**3)
     with tempfile.TemporaryDirectory(prefix="model-shelf-bench-lag-") as tmp:
-        src = sparse_safetensors(Path(tmp) / "big.safetensors", size)
+        src = write_sparse_safetensors(Path(tmp) / "big.safetensors", size)
         with Shelf.open(Path(tmp) / "library") as shelf:
             start = time.perf_counter()
             record = shelf.import_model(src, "checkpoints", ImportMode.MOVE, hashing=HashTiming.NOW)

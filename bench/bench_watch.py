@@ -16,20 +16,20 @@ Default `HealthSettings` (what ComfyUI runs with), native events where available
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import queue
 import shutil
 import statistics
-import struct
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import contextlib
+
+from model_files import write_model_file, write_sparse_safetensors
 
 from model_shelf.library import HashTiming, ImportMode, Shelf
 from model_shelf.library.settings import HealthSettings
@@ -39,18 +39,8 @@ MIB = 1024 * 1024
 
 
 def safetensors_file(path: Path, size: int, *, sparse: bool, seed: int = 0) -> Path:
-    """A valid safetensors file of ``size`` bytes: one U8 tensor after a padded header."""
-    header_len = 256
-    data_len = size - 8 - header_len
-    header = {"blob": {"dtype": "U8", "shape": [data_len], "data_offsets": [0, data_len]}}
-    raw = json.dumps(header).encode().ljust(header_len, b" ")
-    with open(path, "wb") as handle:
-        handle.write(struct.pack("<Q", header_len) + raw)
-        if sparse:
-            handle.truncate(size)
-        else:
-            handle.write(seed.to_bytes(8, "little") + os.urandom(data_len - 8))
-    return path
+    """A valid safetensors file of ``size`` bytes (sparse, or with random content)."""
+    return write_sparse_safetensors(path, size) if sparse else write_model_file(path, size, seed)
 
 
 def wait_for(batches: queue.Queue[WatchBatch], done, seen: list[WatchBatch], timeout: float = 120):

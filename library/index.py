@@ -10,18 +10,15 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from pathlib import Path
 from typing import Any, Literal
 
 from .errors import IndexStoreError
 from .records import ModelRecord
-from .settings import SQLITE_BUSY_TIMEOUT_MS
+from .sqlite_store import SqliteStore
 
 
 class SortOrder(str, Enum):
@@ -179,73 +176,14 @@ def _fts_query(text: str) -> str:
     return " AND ".join(f'"{word}"*' for word in words)
 
 
-class IndexStore:
+class IndexStore(SqliteStore):
     """One index file, one connection per thread."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._migrate()
+    migrations = MIGRATIONS
+    extra_pragmas = ("foreign_keys=ON",)
 
-    # -- connections ---------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(
-            self.path,
-            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        return db
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                db = self._connect()
-            except sqlite3.Error as exc:
-                raise IndexStoreError(f"cannot open index {self.path}: {exc}") from exc
-            self._local.db = db
-            with self._lock:
-                self._connections.append(db)
-        return db
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self.db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            yield db
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise IndexStoreError(f"index {self.path}: {exc}") from exc
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-
-    def _migrate(self) -> None:
-        with self._transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for step in range(version, len(MIGRATIONS)):
-                MIGRATIONS[step](db)
-                db.execute(f"PRAGMA user_version={step + 1}")
-
-    def close(self) -> None:
-        with self._lock:
-            for db in self._connections:
-                db.close()
-            self._connections.clear()
-        self._local = threading.local()
+    def _error(self, exc: sqlite3.Error) -> Exception:
+        return IndexStoreError(f"index {self.path}: {exc}")
 
     # -- writes --------------------------------------------------------------
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 import subprocess
 import sys
 import threading
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from model_files import write_sparse_safetensors as write_big_safetensors  # noqa: F401
 from safetensors.numpy import save_file
 
 from model_shelf.library import Shelf
@@ -80,21 +79,6 @@ def make_model(tmp_path: Path) -> ModelFactory:
         return target
 
     return make
-
-
-def write_big_safetensors(path: Path, size: int) -> Path:
-    """A valid safetensors file of ``size`` bytes made sparse (instant to create).
-
-    One U8 tensor fills everything after the header; its bytes read as zeros.
-    """
-    header_len = 256  # fixed, padded with spaces as the format allows; a multiple of 8
-    data_len = size - 8 - header_len
-    header = {"blob": {"dtype": "U8", "shape": [data_len], "data_offsets": [0, data_len]}}
-    raw = json.dumps(header).encode().ljust(header_len, b" ")
-    with open(path, "wb") as handle:
-        handle.write(struct.pack("<Q", len(raw)) + raw)
-        handle.truncate(size)
-    return path
 
 
 def run_cli(root: Path, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
-import random
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +22,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 from aiohttp import web
+from model_files import write_model_file  # noqa: F401  (re-exported for tests and benches)
 
 SEND_BYTES = 1024 * 1024
 
@@ -94,31 +92,6 @@ def sha256_of(path: Path) -> str:
         while chunk := handle.read(8 * 1024 * 1024):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def write_model_file(path: Path, size: int, seed: int = 0) -> Path:
-    """A valid safetensors file of exactly ``size`` bytes whose content depends on ``seed``.
-
-    Random content so that a splice of two versions, or a byte out of place, changes the digest;
-    made fast by repeating one random block, each copy stamped with its index.
-    """
-    header_len = 248  # with the 8-byte length prefix the data starts at 256, 8-aligned
-    data_len = size - 8 - header_len
-    header = {"blob": {"dtype": "U8", "shape": [data_len], "data_offsets": [0, data_len]}}
-    raw = json.dumps(header).encode().ljust(header_len, b" ")
-    block_size = min(16 * 1024 * 1024, max(data_len, 8))
-    block = bytearray(random.Random(seed).randbytes(block_size))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as handle:
-        handle.write(struct.pack("<Q", len(raw)) + raw)
-        written, index = 0, 0
-        while written < data_len:
-            block[:8] = struct.pack("<Q", index)
-            part = memoryview(block)[: min(block_size, data_len - written)]
-            handle.write(part)
-            written += len(part)
-            index += 1
-    return path
 
 
 class RemoteServer:

@@ -100,7 +100,7 @@ def test_filters_statuses_and_facets(store: IndexStore) -> None:
 def test_migration_from_version_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "index.db"
     with monkeypatch.context() as patch:
-        patch.setattr(index_module, "MIGRATIONS", index_module.MIGRATIONS[:2])
+        patch.setattr(IndexStore, "migrations", index_module.MIGRATIONS[:2])
         old = IndexStore(path)
         old.upsert_many((record(f"sdxl-{i}.safetensors", tags=["x"]), 0) for i in range(20))
         assert old.db.execute("PRAGMA user_version").fetchone()[0] == 2

@@ -16,20 +16,17 @@ import logging
 import os
 import socket
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import StorageFullError, TaskNotFoundError, TaskStoreError
-from ..settings import SQLITE_BUSY_TIMEOUT_MS
+from ..sqlite_store import SqliteStore
 
 log = logging.getLogger("model_shelf.downloads")
 
@@ -237,44 +234,13 @@ def owner_is_dead(owner: str) -> bool:
     return int(pid_text) != os.getpid() and not pid_alive(int(pid_text))
 
 
-class TaskStore:
+class TaskStore(SqliteStore):
     """The task table of one ``state.db``. One SQLite connection per thread; thread-safe."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._migrate()
-
-    # -- connections ---------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(
-            self.path,
-            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        db.row_factory = sqlite3.Row
-        db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a task's state must survive a power cut, not only a process crash.
-        db.execute("PRAGMA synchronous=FULL")
-        return db
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                db = self._connect()
-            except sqlite3.Error as exc:
-                raise TaskStoreError(f"cannot open the download queue {self.path}: {exc}") from exc
-            self._local.db = db
-            with self._lock:
-                self._connections.append(db)
-        return db
+    migrations = MIGRATIONS
+    row_factory = sqlite3.Row
+    # FULL: a task's state must survive a power cut, not only a process crash.
+    synchronous = "FULL"
 
     def _error(self, exc: sqlite3.Error) -> Exception:
         if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower():
@@ -282,36 +248,6 @@ class TaskStore:
                 f"no space left to record download state in {self.path}", path=str(self.path)
             )
         return TaskStoreError(f"download queue {self.path}: {exc}")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self.db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            yield db
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise self._error(exc) from exc
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-
-    def _migrate(self) -> None:
-        with self._transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            for step in range(version, len(MIGRATIONS)):
-                MIGRATIONS[step](db)
-                db.execute(f"PRAGMA user_version={step + 1}")
-
-    def close(self) -> None:
-        with self._lock:
-            for db in self._connections:
-                db.close()
-            self._connections.clear()
-        self._local = threading.local()
 
     # -- reads ---------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from ..layout import Layout
 from ..records import Health, ModelRecord
 from ..settings import HealthSettings
 from ..sync import Reconciler
+from ..units import human_size
 from .cleanup import TaskStateOf, find_orphans
 from .disk import disk_report
 from .duplicates import find_duplicates
@@ -33,14 +34,6 @@ MAX_ITEMS = 100
 """Items listed per section (the count is always complete)."""
 
 CLI = "python -m model_shelf"
-
-
-def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
 
 
 def _item(record: ModelRecord) -> HealthItem:
@@ -201,7 +194,7 @@ class Doctor:
             reclaimable_bytes=reclaimable,
             fix=(
                 f"'{CLI} dedupe' keeps the oldest copy of each and records the other names as "
-                f"its aliases (frees {_human(reclaimable)}); copies in different type folders "
+                f"its aliases (frees {human_size(reclaimable)}); copies in different type folders "
                 "are only reported"
             )
             if mergeable
@@ -224,7 +217,7 @@ class Doctor:
                 HealthItem(name=str(o.path), detail=o.reason, size=o.size)
                 for o in orphans[:MAX_ITEMS]
             ],
-            fix=f"'{CLI} clean' removes them (frees {_human(total)})" if orphans else None,
+            fix=f"'{CLI} clean' removes them (frees {human_size(total)})" if orphans else None,
         )
 
     def _disk(self) -> DiskSection:
@@ -241,9 +234,9 @@ class Doctor:
         else:
             severity = Severity.OK
         detail = (
-            f"{disk.used_fraction:.0%} used, {_human(disk.free_bytes)} free of "
-            f"{_human(disk.total_bytes)}; downloads are refused below "
-            f"{_human(disk.refuse_below_free_bytes)} free"
+            f"{disk.used_fraction:.0%} used, {human_size(disk.free_bytes)} free of "
+            f"{human_size(disk.total_bytes)}; downloads are refused below "
+            f"{human_size(disk.refuse_below_free_bytes)} free"
         )
         return DiskSection(
             key="disk",

@@ -1,0 +1,101 @@
+"""What every SQLite file of ours shares: one connection per thread, WAL, numbered migrations,
+``sqlite3`` errors turned into our typed errors at the store.
+
+Several processes (several ComfyUI installs) open the same files: WAL lets readers go on while
+one writes, and the busy timeout makes a writer wait for another's lock instead of failing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ClassVar
+
+from .settings import SQLITE_BUSY_TIMEOUT_MS
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+class SqliteStore:
+    """Base of `IndexStore` and `TaskStore`. Subclasses set `migrations` and `_error`."""
+
+    migrations: ClassVar[Sequence[Migration]] = ()
+    """Step N takes the schema from version N to N+1 (``PRAGMA user_version``)."""
+    synchronous: ClassVar[str] = "NORMAL"
+    row_factory: ClassVar[Callable[..., object] | None] = None
+    extra_pragmas: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._migrate()
+
+    def _error(self, exc: sqlite3.Error) -> Exception:
+        """The typed error that stands for ``exc`` (raised from it)."""
+        raise NotImplementedError
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path,
+            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        if self.row_factory is not None:
+            db.row_factory = self.row_factory
+        db.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
+        for pragma in self.extra_pragmas:
+            db.execute(f"PRAGMA {pragma}")
+        return db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = self._connect()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise self._error(exc) from exc
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for step in range(version, len(self.migrations)):
+                self.migrations[step](db)
+                db.execute(f"PRAGMA user_version={step + 1}")
+
+    def close(self) -> None:
+        """Close every thread's connection (call once no thread uses the store any more)."""
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
