@@ -111,6 +111,20 @@ def row_names(page: Any) -> list[str]:
     )
 
 
+def wait_rows(page: Any, expected: list[str]) -> None:
+    """Wait until the list shows exactly ``expected`` (in any order); the count above it can
+    change a frame before the virtual list draws its rows."""
+    page.wait_for_function(
+        """expected => {
+            const rows = [...document.querySelectorAll("[data-testid=model-row]:not([hidden])")]
+                .filter(r => r.dataset.id)
+                .map(r => r.querySelector(".ms-model-name").title).sort();
+            return JSON.stringify(rows) === JSON.stringify(expected);
+        }""",
+        arg=sorted(expected),
+    )
+
+
 def test_tab_appears_and_typing_filters(
     host: ThreadedApp, page: Any, shelf: Shelf, tmp_path: Path
 ) -> None:
@@ -135,7 +149,7 @@ def test_tab_appears_and_typing_filters(
     page.wait_for_function(
         "document.querySelector('[data-testid=model-count]').textContent === '1 model'"
     )
-    assert row_names(page) == ["vae/sdxl_vae.safetensors"]
+    wait_rows(page, ["vae/sdxl_vae.safetensors"])
     page.wait_for_timeout(1800)  # the late answer to "sdx" has come and gone
     assert row_names(page) == ["vae/sdxl_vae.safetensors"]
     assert page.locator("[data-testid=model-count]").text_content() == "1 model"
@@ -146,10 +160,7 @@ def test_tab_appears_and_typing_filters(
     page.wait_for_function(
         "document.querySelector('[data-testid=model-count]').textContent === '2 models'"
     )
-    assert sorted(row_names(page)) == [
-        "loras/detail-tweaker.safetensors",
-        "loras/styles/anime-style.safetensors",
-    ]
+    wait_rows(page, ["loras/detail-tweaker.safetensors", "loras/styles/anime-style.safetensors"])
     page.locator("[data-testid=model-row]:not([hidden])").first.click()
     drawer = page.locator("[data-testid=drawer]")
     drawer.wait_for()

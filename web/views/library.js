@@ -317,7 +317,9 @@ export class LibraryView {
       ["Parameters", probe.parameter_count ? Number(probe.parameter_count).toLocaleString() : "–"],
       ["Used", `${record.usage?.count ?? 0} times, last ${formatDate(record.usage?.last_used)}`],
       ["Added", formatDate(record.created_at)],
-      ["Verified", formatDate(record.verified_at)],
+      // Digests computed on import already vouch for the file; this is the last re-check.
+      ["Last checked", record.verified_at ? formatDate(record.verified_at)
+        : record.hash_state === "hashed" ? "on import" : "not yet"],
     ];
     append(
       this.drawer,
