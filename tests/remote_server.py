@@ -22,6 +22,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 from aiohttp import web
+from loop_thread import LoopThread
 from model_files import write_model_file  # noqa: F401  (re-exported for tests and benches)
 
 SEND_BYTES = 1024 * 1024
@@ -111,8 +112,9 @@ class RemoteServer:
         self.civitai_key: str | None = None
         self.base_url = ""
         self.cdn_url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._thread = LoopThread(
+            "test-remote-server", self._start_sites, self._stop_sites, daemon=True
+        )
         self._runners: list[web.AppRunner] = []
         self._counter = 0
 
@@ -126,35 +128,12 @@ class RemoteServer:
         self.stop()
 
     def start(self) -> None:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def main() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._start_sites())
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._stop_sites())
-            loop.close()
-
-        self._thread = threading.Thread(target=main, name="test-remote-server", daemon=True)
         self._thread.start()
-        ready.wait(30)
-        if failure:
-            raise failure[0]
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            for served in self.files.values():
-                served.behaviour.release.set()
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(30)
+        for served in self.files.values():
+            served.behaviour.release.set()  # a request held mid-body would block the stop
+        self._thread.stop(30)
 
     async def _start_sites(self) -> None:
         main = web.Application()

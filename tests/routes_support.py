@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from loop_thread import LoopThread
 
 JSON = {"Content-Type": "application/json"}
 """What the sidebar sends with every state-changing request."""
@@ -100,37 +100,12 @@ class ThreadedApp:
 
     def __init__(self, make_app: Callable[[], Awaitable[web.Application]], name: str) -> None:
         self.make_app = make_app
-        self.name = name
         self.url = ""
-        self.loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
+        self._thread = LoopThread(name, self._start, self._cleanup)
 
     def __enter__(self) -> ThreadedApp:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def main() -> None:
-            loop = asyncio.new_event_loop()
-            self.loop = loop
-            try:
-                loop.run_until_complete(self._start())
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-        self._thread = threading.Thread(target=main, name=self.name)
         self._thread.start()
-        ready.wait(30)
-        if failure:
-            self._thread.join(5)
-            raise failure[0]
         return self
 
     async def _start(self) -> None:
@@ -141,12 +116,13 @@ class ThreadedApp:
         await site.start()
         self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
 
+    async def _cleanup(self) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
     def call(self, coro: Awaitable[Any], timeout: float = 30.0) -> Any:
         """Run ``coro`` in the app's loop and wait for its result."""
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
+        return self._thread.call(coro, timeout)
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.loop is not None and self._thread is not None:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(60)
+        self._thread.stop(60)
