@@ -199,3 +199,34 @@ def require_free_space(path: Path, needed: int, margin: int = 0) -> None:
             f"(including a {margin:,}-byte margin), {free:,} free",
             path=str(path),
         )
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The type of the filesystem holding ``path`` (``/proc/mounts``), or None if unknown."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, best_type = "", None
+    for line in mounts:
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, best_type = point, parts[2]
+    return best_type
+
+
+LOCAL_BLOCK_FILESYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "reiserfs", "bcachefs", "nilfs2"}
+)
+"""Filesystems on a local disk, where direct I/O is supported and skips nothing we need. Network
+and FUSE filesystems, tmpfs and ZFS are left to the page cache."""
+
+
+def direct_io_supported(path: Path) -> bool:
+    """Can files in ``path``'s folder be written with ``O_DIRECT`` to good effect (Linux)?"""
+    return hasattr(os, "O_DIRECT") and filesystem_type(path.parent) in LOCAL_BLOCK_FILESYSTEMS

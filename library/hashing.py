@@ -37,6 +37,9 @@ ProgressFn = Callable[[int], None]
 # Chunks handed to the digest threads but not yet hashed; bounds memory and, for `hash_file`,
 # tells how many read buffers are needed so none is overwritten while still being hashed.
 _MAX_IN_FLIGHT = 3
+RING_BUFFERS = _MAX_IN_FLIGHT + 1
+"""Buffers a producer cycles through when it hands `MultiHasher.update` views of its own
+buffers: with this many, none is overwritten while a digest thread still reads it."""
 
 
 class HashCancelled(ShelfError):
@@ -90,7 +93,7 @@ class MultiHasher:
         """Add ``chunk`` to every digest.
 
         A ``memoryview`` over a buffer the caller reuses must not be overwritten until
-        `_MAX_IN_FLIGHT` further updates have returned (`hash_stream` sizes its ring so).
+        `_MAX_IN_FLIGHT` further updates have returned: cycle through `RING_BUFFERS` buffers.
         """
         futures = [pool.submit(digest.update, chunk) for digest, pool in self._threaded]
         for digest in self._inline:
@@ -159,7 +162,7 @@ def hash_stream(
     with MultiHasher(algorithms) as hasher:
         # Chunks in flight on digest threads must not be overwritten, hence a ring of buffers;
         # with no threads (xxh3 alone: verify) one buffer that stays warm in the CPU cache.
-        ring_size = _MAX_IN_FLIGHT + 1 if hasher.has_threads else 1
+        ring_size = RING_BUFFERS if hasher.has_threads else 1
         views = [memoryview(bytearray(HASH_CHUNK_BYTES)) for _ in range(ring_size)]
         turn = 0
         while True:

@@ -87,6 +87,9 @@ class DownloadSettings(BaseModel):
     """A connection that sends nothing for this long is dropped and retried."""
     free_space_margin_bytes: int = Field(256 * 1024 * 1024, ge=0)
     """Kept free on the library's disk: checked before a download starts and while it runs."""
+    direct_io: bool = True
+    """Write downloads to a local disk around the page cache (Linux ``O_DIRECT``); network and
+    FUSE filesystems always use the cache."""
     lease_seconds: float = Field(30.0, gt=0)
     """How long a claim on a task lasts without renewal; a dead process's claim expires."""
     poll_interval_seconds: float = Field(1.0, gt=0)

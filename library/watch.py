@@ -57,6 +57,7 @@ from watchdog.observers.polling import PollingObserverVFS
 from watchdog.utils.event_debouncer import EventDebouncer
 
 from .errors import IndexStoreError, ShelfError
+from .fsutil import filesystem_type
 from .health.hasher import BackgroundHasher
 from .imports import find_unit
 from .index import NameRow
@@ -166,25 +167,6 @@ def open_for_writing(path: Path) -> bool | None:
         return False
     finally:
         os.close(fd)
-
-
-def filesystem_type(path: Path) -> str | None:
-    """The type of the filesystem holding ``path`` (``/proc/mounts``), or None if unknown."""
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return None
-    target = os.path.realpath(path)
-    best, best_type = "", None
-    for line in mounts:
-        parts = line.split()
-        if len(parts) < 3:
-            continue
-        point = parts[1].replace("\\040", " ")
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, best_type = point, parts[2]
-    return best_type
 
 
 def inotify_limit_message(exc: OSError) -> str:

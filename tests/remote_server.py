@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -98,7 +99,9 @@ def sha256_of(path: Path) -> str:
 class RemoteServer:
     """Start with ``with RemoteServer() as server:``; URLs come from `url`, `hf_endpoint`..."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
+        """Serve HTTPS with this context (a test CA's certificate for 127.0.0.1)."""
         self.files: dict[str, ServedFile] = {}
         self.hf_files: dict[tuple[str, str, str], ServedFile] = {}
         self.hf_commit = "0123456789abcdef0123456789abcdef01234567"
@@ -147,10 +150,11 @@ class RemoteServer:
         for app, attr in ((main, "base_url"), (cdn, "cdn_url")):
             runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
             await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
+            site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.tls)
             await site.start()
             port = runner.addresses[0][1]
-            setattr(self, attr, f"http://127.0.0.1:{port}")
+            scheme = "https" if self.tls is not None else "http"
+            setattr(self, attr, f"{scheme}://127.0.0.1:{port}")
             self._runners.append(runner)
 
     async def _stop_sites(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from downloads_support import MIB, EngineThread, quick_settings, wait_until
 from remote_server import RemoteServer, sha256_of, write_model_file
 
 from model_shelf.library import ImportMode, Shelf
-from model_shelf.library.downloads import TaskState
+from model_shelf.library.downloads import TaskState, throttle
 
 
 @pytest.fixture
@@ -430,3 +431,21 @@ def test_a_crash_inside_the_install_step_keeps_the_complete_bytes(shelf, server,
     assert served.requests == []  # verified and installed from what was on disk
     assert done.hashes["sha256"] == f"sha256:{sha256_of(src)}"
     assert files_in(shelf.layout.partial_dir) == []
+
+
+def test_the_bandwidth_limit_paces_a_download_and_it_still_completes(root, server, tmp_path):
+    src = model(tmp_path, 3 * MIB)
+    server.serve("m.safetensors", src)
+    limit = 1 * MIB
+    with Shelf.open(root, quick_settings(bandwidth_limit_bytes_per_second=limit)) as shelf:
+        task = shelf.downloads.add(server.url("m.safetensors"), "checkpoints")
+        started = time.monotonic()
+        (done,) = shelf.downloads.run_foreground([task.id])
+        elapsed = time.monotonic() - started
+
+    assert done.state is TaskState.DONE, done.error_message
+    assert done.hashes["sha256"] == f"sha256:{sha256_of(src)}"
+    # A lower bound only (a slow machine takes longer, never shorter): 3 MiB at 1 MiB/s, less
+    # the burst the limiter forgives and the last read, which nothing follows to wait for (a
+    # read is at most a burst's worth).
+    assert elapsed >= 3 - 2 * throttle.BURST_SECONDS

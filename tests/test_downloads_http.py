@@ -129,21 +129,18 @@ def test_circuit_breaker_opens_after_failures_half_opens_and_backs_off():
     breaker.check("h")  # closed again
 
 
-async def test_bandwidth_limiter_paces_bytes(monkeypatch):
+def test_bandwidth_limiter_paces_bytes(monkeypatch):
     clock = [0.0]
-    slept = []
-
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock[0] += seconds
-
     monkeypatch.setattr(throttle.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(throttle.asyncio, "sleep", fake_sleep)
     limiter = throttle.BandwidthLimiter(1_000_000)
+    waited = 0.0
     for _ in range(10):
-        await limiter.consume(250_000)
+        delay = limiter.book(250_000)  # the reader waits this long before its next read
+        waited += delay
+        clock[0] += delay
     # 2.5 MB at 1 MB/s: 2.5 s, less the quarter-second burst allowance.
-    assert sum(slept) == pytest.approx(2.5 - throttle.BURST_SECONDS)
+    assert waited == pytest.approx(2.5 - throttle.BURST_SECONDS)
+    assert limiter.read_size(4_000_000) == 250_000  # a burst's worth per read, never more
     unlimited = throttle.BandwidthLimiter(0)
-    await unlimited.consume(10**12)
-    assert len(slept) < 10 + 1
+    assert unlimited.book(10**12) == 0.0
+    assert unlimited.read_size(4_000_000) == 4_000_000

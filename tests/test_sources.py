@@ -10,7 +10,6 @@ import asyncio
 import logging
 from collections.abc import Iterator
 
-import aiohttp
 import pytest
 from downloads_support import MIB, quick_settings
 from remote_server import RemoteServer, sha256_of, write_model_file
@@ -131,11 +130,7 @@ def server() -> Iterator[RemoteServer]:
 
 
 def locate(text: str, settings: DownloadSettings):
-    async def run():
-        async with aiohttp.ClientSession() as session:
-            return await resolve_source(text, settings).locate(session)
-
-    return asyncio.run(run())
+    return asyncio.run(resolve_source(text, settings).locate())
 
 
 def test_hugging_face_metadata_comes_from_huggingface_hub(server, tmp_path):

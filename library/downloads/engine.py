@@ -6,17 +6,19 @@ the shared `TaskStore` under a lease, so two processes never fetch the same file
 1. locates the bytes (`ResolvedSource.locate`: a signed CDN URL, size, sha256), unless the
    library already holds a model with the expected sha256 (then nothing is downloaded);
 2. checks free space, then streams with ``Range`` + ``If-Range`` from the partial file's end,
-   writing and hashing each block in a worker thread while the next block arrives; a ``200``
-   instead of ``206`` (the file changed, or no range support) truncates and starts over;
+   in a worker thread that reads the body straight into the partial file's buffers, writes and
+   hashes them (`transport`, `partial`); a ``200`` instead of ``206`` (the file changed, or no
+   range support) truncates and starts over;
 3. retries what can be retried: jittered exponential backoff, ``Retry-After`` honoured, a stall
    timeout, a per-host circuit breaker; a failure after progress does not count against the
    attempts; with no network, the task waits and says so;
 4. verifies size and sha256 (a mismatch quarantines the file: ``HASH_MISMATCH``), fsyncs, and
    hands the file to the installer it was given, which places it in the library.
 
-Pause and cancel set a flag that the chunk loop checks; they also work from another process
-through the task row (the lease holder's heartbeat picks them up). Blocking work (SQLite, file
-writes, hashing, the final import) runs in the engine's thread pool, never on the event loop.
+Pause and cancel interrupt the body being read, at once; they also work from another process
+through the task row (the lease holder's heartbeat picks them up). Blocking work (the body,
+SQLite, file writes, hashing, the final import) runs in the engine's thread pool, never on the
+event loop.
 """
 
 from __future__ import annotations
@@ -37,8 +39,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import aiohttp
-
 from ..errors import (
     AuthRequiredError,
     HashMismatchError,
@@ -56,33 +56,31 @@ from ..settings import DownloadSettings
 from ..sources import RemoteFile, ResolvedSource, resolve_source, safe_filename
 from .breaker import CircuitBreaker
 from .http import (
+    USER_AGENT,
     check_secure,
     display_url,
-    error_for_exception,
     host_of,
     parse_content_range,
-    raise_for_response,
-    response_filename,
-    salvage_buffered,
     unsatisfied_range_total,
 )
 from .partial import PartialFile, PartialLockedError
 from .progress import PUBLISH_INTERVAL_SECONDS, ProgressBus, SpeedMeter, snapshot
 from .tasks import ControlRequest, DownloadTask, TaskState, TaskStore, new_owner_id, utc_now
 from .throttle import BandwidthLimiter
+from .transport import BodyStream, ResponseHead, TransferInterrupted
 
 log = logging.getLogger("model_shelf.downloads")
 
 T = TypeVar("T")
 
-READ_BUFFER_BYTES = 4 * 1024 * 1024
-"""Bytes aiohttp may buffer from the socket before it stops reading (flow control)."""
-BLOCK_BYTES = 4 * 1024 * 1024
-"""Bytes collected before one write+hash in the worker thread: per-block overhead vanishes."""
 MAX_CONCURRENCY = 32
 """The upper bound of `DownloadSettings.concurrency`."""
 FLUSH_SECONDS = 0.5
 """Bytes are written at the latest this long after they arrive, even short of a block."""
+READ_SECONDS = 0.1
+"""Reads are sized to take about this long at the speed seen so far: a slow link still shows
+progress often, a fast one fills a whole block per read."""
+MIN_READ_BYTES = 16 * 1024
 PARKED_PARTIALS = 8
 """Paused or waiting tasks whose running digests are kept in memory (each holds two threads)."""
 
@@ -166,8 +164,8 @@ class _Job:
         self.speed = SpeedMeter()
         self.counted = partial_file.offset  # bytes already counted by the speed meter
         self.last_publish = 0.0
-        self.cancel_hashing = threading.Event()
-        self.reader: aiohttp.StreamReader | None = None  # the body being read, if any
+        self.cancel_hashing = threading.Event()  # also ends a bandwidth-limit wait
+        self.body: BodyStream | None = None  # the body being read, if any
 
     def request(self, reason: str) -> None:
         """Ask the job to stop (event-loop thread only): at once, even mid-read or mid-sleep."""
@@ -177,13 +175,9 @@ class _Job:
             self.interrupt = reason
         self.cancel_hashing.set()
         self.wakeup.set()
-        if self.reader is not None:
+        if self.body is not None:
             # A read waiting for a silent server would otherwise notice only when bytes come.
-            self.reader.set_exception(
-                TaskCancelledError("cancelled")
-                if self.interrupt == _CANCEL
-                else _Interrupted(self.interrupt)
-            )
+            self.body.interrupt()
 
     def check(self) -> None:
         """Raise if a stop was asked for: `TaskCancelledError` for a cancel."""
@@ -240,7 +234,6 @@ class DownloadEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._limiter: BandwidthLimiter | None = None
         self._finished: asyncio.Event | None = None
         self._stopping: str | None = None
@@ -349,19 +342,6 @@ class DownloadEngine:
         self._pool = ThreadPoolExecutor(
             max_workers=2 * MAX_CONCURRENCY + 2, thread_name_prefix="shelf-download"
         )
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=self.settings.connect_timeout_seconds,
-            sock_read=self.settings.stall_timeout_seconds,
-        )
-        self._session = aiohttp.ClientSession(
-            timeout=timeout,
-            auto_decompress=False,  # byte offsets must count the file's own bytes
-            # aiohttp's default 64 KiB buffer pauses the socket every 128 KiB: at loopback and
-            # LAN speeds that flow control, not the network, would set the pace.
-            read_bufsize=READ_BUFFER_BYTES,
-            headers={"User-Agent": "model-shelf (+https://github.com/model-shelf/model-shelf)"},
-        )
         self._running.set()
         only_ids = set(only) if only is not None else None
         workers: set[asyncio.Task[None]] = set()
@@ -400,7 +380,6 @@ class DownloadEngine:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            await self._session.close()
             for partial_file in self._parked.values():
                 partial_file.discard_hasher()
             self._parked.clear()
@@ -434,7 +413,9 @@ class DownloadEngine:
         partial_file = self._parked.pop(task.id, None)
         if partial_file is None:
             partial_file = PartialFile(
-                self.partial_dir / task.partial_name, self.settings.free_space_margin_bytes
+                self.partial_dir / task.partial_name,
+                self.settings.free_space_margin_bytes,
+                direct_io=self.settings.direct_io,
             )
         job = _Job(task, partial_file)
         self._jobs[task.id] = job
@@ -634,8 +615,7 @@ class DownloadEngine:
         task = job.task
         if job.source is None:
             job.source = resolve_source(task.source, self.settings)
-        assert self._session is not None
-        remote = await job.source.locate(self._session)
+        remote = await job.source.locate()
         check_secure(remote.url, self.settings.allow_insecure_http)
         wanted = [s for s in (task.expected_sha256, remote.sha256) if s]
         if len(set(wanted)) > 1:
@@ -688,7 +668,7 @@ class DownloadEngine:
             `HostUnavailableError`: the host's circuit is open.
             `StorageFullError`: the disk filled up.
         """
-        assert job.remote is not None and self._session is not None
+        assert job.remote is not None
         task = job.task
         partial_file = job.partial
         offset = await self._blocking(partial_file.prepare, job.cancel_hashing)
@@ -705,42 +685,56 @@ class DownloadEngine:
             await self._blocking(partial_file.restart)
             offset = 0
         url = task.url or job.remote.url
-        headers = {**job.remote.headers, "Accept-Encoding": "identity"}
+        headers = {
+            **job.remote.headers,
+            "User-Agent": USER_AGENT,
+            "Accept-Encoding": "identity",  # byte offsets must count the file's own bytes
+        }
         if offset:
             headers["Range"] = f"bytes={offset}-"
             if validator:
                 headers["If-Range"] = validator
         host = host_of(url)
         self.breaker.check(host)
+        body = BodyStream(
+            url,
+            headers,
+            connect_timeout=self.settings.connect_timeout_seconds,
+            stall_timeout=self.settings.stall_timeout_seconds,
+            allow_insecure_http=self.settings.allow_insecure_http,
+        )
+        job.body = body
         try:
-            async with self._session.get(url, headers=headers) as response:
-                check_secure(str(response.url), self.settings.allow_insecure_http)
-                if await self._accept(job, response, offset, host):
-                    return
-                await self._stream(job, response)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            # Typed below, then counted by `_fetch` as a failure of the host (or not).
-            if isinstance(exc, ShelfError):
-                raise
-            raise error_for_exception(exc, url, self.settings.stall_timeout_seconds) from exc
+            head = await self._blocking(body.open)
+            if not await self._accept(job, body, head, offset, host):
+                await self._blocking(self._receive, job, body)
+        except (RemoteError, OfflineError):
+            raise  # typed by the transport; `_fetch` counts it against the host
+        except TransferInterrupted:
+            self.breaker.release(host)
+            job.check()
+            raise _Interrupted(_STOP) from None  # a pause withdrawn after it stopped the read
         except BaseException:
-            # Paused, cancelled, stopped, refused as insecure: this says nothing about the
-            # host, so a half-open circuit's probe is given back.
+            # Paused, cancelled, stopped, refused as insecure, a full disk: this says nothing
+            # about the host, so a half-open circuit's probe is given back.
             self.breaker.release(host)
             raise
+        finally:
+            job.body = None
+            body.close()
         expected = job.task.expected_size
         if expected is None:
             # No length was announced and the body ended cleanly: what arrived is the file.
             await self._save(job, expected_size=partial_file.offset)
         elif partial_file.offset != expected:
             raise RemoteError(
-                f"{display_url(url)} sent {partial_file.offset:,} of {expected:,} bytes and "
-                "closed; resuming",
+                f"{display_url(url)}: connection closed before the end of the file "
+                f"({partial_file.offset:,} of {expected:,} bytes)",
                 url=url,
             )
 
     async def _accept(
-        self, job: _Job, response: aiohttp.ClientResponse, offset: int, host: str
+        self, job: _Job, body: BodyStream, head: ResponseHead, offset: int, host: str
     ) -> bool:
         """Check a response against our range request; record its validators before any byte.
 
@@ -749,30 +743,29 @@ class DownloadEngine:
         """
         task = job.task
         partial_file = job.partial
-        if response.status == 416:
-            total = unsatisfied_range_total(response.headers.get("Content-Range"))
+        if head.status == 416:
+            total = unsatisfied_range_total(head.headers.get("Content-Range"))
             if total is not None and total == offset:
                 await self._save(job, expected_size=total)
                 return True
             await self._blocking(partial_file.restart)
             raise RemoteError(
-                f"{display_url(str(response.url))} refused our range; starting over",
-                url=str(response.url),
+                f"{display_url(head.url)} refused our range; starting over", url=head.url
             )
-        await raise_for_response(response)
-        etag = response.headers.get("ETag")
+        await self._blocking(body.raise_for_status, head)
+        etag = head.headers.get("ETag")
         strong_etag = etag if etag and not etag.startswith("W/") else None
-        last_modified = response.headers.get("Last-Modified")
-        if response.status == 206:
-            content_range = parse_content_range(response.headers.get("Content-Range"))
+        last_modified = head.headers.get("Last-Modified")
+        if head.status == 206:
+            content_range = parse_content_range(head.headers.get("Content-Range"))
             changed = bool(task.etag and strong_etag and strong_etag != task.etag)
             if content_range is None or content_range.start != offset or changed:
                 # The server ignored If-Range or answered another range: never splice.
                 await self._blocking(partial_file.restart)
                 raise RemoteError(
-                    f"{display_url(str(response.url))} sent a different part or version of the "
-                    "file; starting over",
-                    url=str(response.url),
+                    f"{display_url(head.url)} sent a different part or version of the file; "
+                    "starting over",
+                    url=head.url,
                 )
             total = content_range.total
         else:
@@ -783,66 +776,58 @@ class DownloadEngine:
                     task.id,
                 )
                 await self._blocking(partial_file.restart)
-            total = response.content_length
+            total = head.content_length
         fields: dict[str, Any] = {"etag": strong_etag, "last_modified": last_modified}
         if total is not None:
             fields["expected_size"] = total
         if job.source is not None and job.source.kind == "url":
             # Plain URLs: the response names the file better than the path does.
-            fields["filename"] = safe_filename(response_filename(response)) or task.filename
+            fields["filename"] = safe_filename(head.filename) or task.filename
         job.relocated = False
         await self._save(job, **fields)
         self.breaker.record_success(host)  # it answered (after redirects, maybe elsewhere)
-        self.breaker.record_success(host_of(str(response.url)))
+        self.breaker.record_success(host_of(head.url))
         if total is not None:
             await self._check_space(job, total)
         return False
 
-    async def _stream(self, job: _Job, response: aiohttp.ClientResponse) -> None:
-        """Copy the body into the partial file: read on the loop, write+hash in a thread."""
-        assert self._loop is not None and self._pool is not None and self._limiter is not None
-        partial_file = job.partial
-        chunks: list[bytes] = []
-        buffered = 0
-        oldest = 0.0  # when the oldest chunk not yet written arrived
-        pending: asyncio.Future[None] | None = None
-        error: BaseException | None = None
-        job.reader = response.content
-        try:
-            while True:
-                chunk = await response.content.readany()
-                if not chunk:
-                    break
-                job.check()
-                if self._limiter.limited:
-                    await self._limiter.consume(len(chunk))
-                if not chunks:
-                    oldest = time.monotonic()
-                chunks.append(chunk)
-                buffered += len(chunk)
-                # Full blocks at speed; on a slow link, whatever arrived within FLUSH_SECONDS,
-                # so that progress moves and little is held only in memory.
-                if buffered >= BLOCK_BYTES or time.monotonic() - oldest >= FLUSH_SECONDS:
-                    if pending is not None:
-                        await pending
-                        self._progress(job)
-                    block, chunks, buffered = chunks, [], 0
-                    pending = self._loop.run_in_executor(self._pool, partial_file.append, block)
-        except BaseException as exc:
-            error = exc
-            chunks += salvage_buffered(response.content)
-        job.reader = None
-        # Keep every byte that arrived, whatever ended the stream: it is the next resume point.
-        try:
-            if pending is not None:
-                await pending
-            if chunks and not isinstance(error, StorageFullError):
-                await self._blocking(partial_file.append, chunks)
-        except StorageFullError as exc:
-            error = exc
-        self._progress(job)
-        if error is not None:
-            raise error
+    def _receive(self, job: _Job, body: BodyStream) -> None:
+        """Copy the body into the partial file (in a worker thread), a block at a time.
+
+        Each block is read straight into a buffer of the partial file, then written and hashed
+        from there. A block goes to disk when full or `FLUSH_SECONDS` after it was started, so
+        a slow link still shows progress and keeps little only in memory. Whatever ends the
+        body (its end, a broken connection, an interrupt), every byte read is kept first.
+        """
+        assert self._loop is not None and self._limiter is not None
+        partial_file, limiter = job.partial, self._limiter
+        read_size = MIN_READ_BYTES * 4
+        while True:
+            block = partial_file.buffer()
+            filled, started, ended = 0, time.monotonic(), False
+            try:
+                while filled < len(block) and time.monotonic() - started < FLUSH_SECONDS:
+                    size = limiter.read_size(min(read_size, len(block) - filled))
+                    began = time.monotonic()
+                    n = body.readinto(block[filled : filled + size])
+                    filled += n
+                    if n < size:
+                        ended = True
+                        break
+                    # Size the next read to take about READ_SECONDS at this speed.
+                    speed = n / max(time.monotonic() - began, 1e-6)
+                    read_size = max(MIN_READ_BYTES, min(len(block), int(speed * READ_SECONDS)))
+                    delay = limiter.book(n)
+                    if delay:
+                        job.cancel_hashing.wait(delay)  # an interrupt ends the wait
+            finally:
+                if filled:
+                    partial_file.append(block[:filled])
+                    self._loop.call_soon_threadsafe(self._progress, job)
+            if ended:
+                return
+            if job.interrupt is not None:
+                raise TransferInterrupted()
 
     def _progress(self, job: _Job) -> None:
         done = job.partial.offset

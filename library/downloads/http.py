@@ -2,9 +2,9 @@
 
 `error_for_status` maps a status to a typed error carrying the URL (query string masked: signed
 URLs carry credentials), the status and the server's own message; `raise_for_response` applies it
-to an aiohttp response; `error_for_exception` maps transport failures (aiohttp, huggingface_hub's
-HTTP client, OS errors, timeouts). Everything that talks HTTP goes through these, the way
-huggingface_hub routes every response through ``hf_raise_for_status``.
+to an aiohttp response; `error_for_exception` maps transport failures (aiohttp, http.client,
+huggingface_hub's HTTP client, OS errors, timeouts). Everything that talks HTTP goes through
+these, the way huggingface_hub routes every response through ``hf_raise_for_status``.
 
 The line between `OfflineError` and `RemoteError`: a host we could not reach at all (DNS, refused,
 unreachable, connect timeout) is "offline", and a task waits for the network without spending its
@@ -15,15 +15,18 @@ each failure counts.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import ipaddress
 import re
+import socket
+import ssl
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import unquote, urlsplit
-
-import aiohttp
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from ..errors import (
     AuthRequiredError,
@@ -33,6 +36,11 @@ from ..errors import (
     RemoteError,
     ShelfError,
 )
+
+if TYPE_CHECKING:
+    import aiohttp
+
+USER_AGENT = "model-shelf (+https://github.com/model-shelf/model-shelf)"
 
 _MESSAGE_CHARS = 300
 """How much of an error body is quoted in a message."""
@@ -126,41 +134,6 @@ def unsatisfied_range_total(value: str | None) -> int | None:
     return int(match[1]) if match else None
 
 
-def response_filename(response: aiohttp.ClientResponse) -> str | None:
-    """The file name the server suggests (``Content-Disposition``), else the last path part.
-
-    Not yet safe to use: see `sources.safe_filename`.
-    """
-    disposition = response.content_disposition
-    if disposition is not None and disposition.filename:
-        return disposition.filename
-    path = unquote(response.url.path.rsplit("/", 1)[-1])
-    return path or None
-
-
-def salvage_buffered(reader: aiohttp.StreamReader) -> list[bytes]:
-    """Bytes that arrived before a connection broke, which aiohttp no longer hands out.
-
-    Once a body stream has an error set, aiohttp's reads raise it even while received bytes are
-    still buffered (up to the read buffer size, megabytes at a time). They are good bytes of the
-    file, and the next resume would fetch them again, so take them from the buffer directly.
-    This reads private attributes; if a future aiohttp changes them, nothing is salvaged and the
-    resume simply starts a little earlier.
-    """
-    buffer = getattr(reader, "_buffer", None)
-    offset = getattr(reader, "_buffer_offset", 0)
-    if not buffer or not isinstance(offset, int):
-        return []
-    try:
-        chunks = [bytes(chunk) for chunk in buffer]
-    except TypeError:
-        return []
-    if chunks and offset:
-        chunks[0] = chunks[0][offset:]
-    buffer.clear()
-    return [chunk for chunk in chunks if chunk]
-
-
 def _server_message(headers: Mapping[str, str], body: str) -> str:
     message = headers.get("X-Error-Message") or ""
     if not message and body:
@@ -212,6 +185,8 @@ async def raise_for_response(response: aiohttp.ClientResponse) -> None:
     Raises:
         `AuthRequiredError`, `RemoteError`: see `error_for_status`.
     """
+    import aiohttp  # the caller's response is aiohttp's: imported already
+
     if response.status < 400:
         return
     body = ""
@@ -241,7 +216,7 @@ _HF_TRANSPORT_ERRORS = frozenset(
 
 
 def error_for_exception(
-    exc: BaseException, url: str, stall_seconds: float | None = None
+    exc: BaseException, url: str, stall_seconds: float | None = None, *, connecting: bool = False
 ) -> ShelfError:
     """The typed error for a failed request to ``url`` that produced no usable HTTP status.
 
@@ -249,6 +224,8 @@ def error_for_exception(
         exc (`BaseException`): what the HTTP client raised.
         url (`str`): the URL being fetched.
         stall_seconds (`float`, *optional*): the stall timeout, named in stall messages.
+        connecting (`bool`, *optional*): it happened while connecting, so the host was not
+            reached at all (`OfflineError`) unless TLS itself failed.
 
     Returns:
         `OfflineError` when the host could not be reached; `RemoteError` (retryable) when the
@@ -269,6 +246,43 @@ def error_for_exception(
             str(getattr(exc, "server_message", "") or ""),
             getattr(exc, "request_id", None),
         )
+    typed = _aiohttp_error(exc, url)
+    if typed is not None:
+        return typed
+    if isinstance(exc, socket.gaierror):
+        return OfflineError(f"cannot resolve {host}: no network or no such host", url=url)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return RemoteError(f"TLS problem with {host}: {exc}", url=url, retryable=False)
+    if connecting and isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError):
+        return OfflineError(f"cannot reach {host}: {(exc.strerror or str(exc)).lower()}", url=url)
+    if isinstance(exc, http.client.IncompleteRead):
+        return RemoteError(f"{shown}: connection closed before the end of the file", url=url)
+    if isinstance(exc, http.client.RemoteDisconnected | http.client.BadStatusLine):
+        return RemoteError(f"{host} closed the connection", url=url)
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # a read timeout: the stall
+        after = f" for {stall_seconds:g} s" if stall_seconds else ""
+        return RemoteError(f"{host} stopped sending{after}; reconnecting", url=url)
+    # Builtins excluded: Python's own ConnectionError is not requests' ConnectionError.
+    names = {cls.__name__ for cls in type(exc).__mro__ if cls.__module__ != "builtins"}
+    if names & _HF_CONNECT_ERRORS or isinstance(exc, ConnectionRefusedError):
+        return OfflineError(f"cannot reach {host}: {exc}", url=url)
+    broken = ConnectionError | http.client.HTTPException
+    if isinstance(exc, broken) or names & _HF_TRANSPORT_ERRORS:
+        return RemoteError(f"connection to {host} failed: {exc}", url=url)
+    if isinstance(exc, OSError):
+        return RemoteError(f"connection to {host} failed: {exc.strerror or exc}", url=url)
+    return RemoteError(f"request to {shown} failed: {type(exc).__name__}: {exc}", url=url)
+
+
+def _aiohttp_error(exc: BaseException, url: str) -> ShelfError | None:
+    """The typed error for one of aiohttp's errors; None if ``exc`` is not one.
+
+    aiohttp is not imported for this (it takes 0.2 s): if it never was, nothing raised is its.
+    """
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is None or not isinstance(exc, aiohttp.ClientError):
+        return None
+    host = host_of(url)
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return OfflineError(f"cannot resolve {host}: no network or no such host", url=url)
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
@@ -279,18 +293,10 @@ def error_for_exception(
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return OfflineError(f"cannot reach {host}: connection timed out", url=url)
     if isinstance(exc, aiohttp.ClientPayloadError):
+        shown = display_url(url)
         return RemoteError(f"{shown}: connection closed before the end of the file", url=url)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return RemoteError(f"{host} closed the connection", url=url)
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # aiohttp's sock_read timeout
-        after = f" for {stall_seconds:g} s" if stall_seconds else ""
-        return RemoteError(f"{host} stopped sending{after}; reconnecting", url=url)
-    # Builtins excluded: Python's own ConnectionError is not requests' ConnectionError.
-    names = {cls.__name__ for cls in type(exc).__mro__ if cls.__module__ != "builtins"}
-    if names & _HF_CONNECT_ERRORS or isinstance(exc, ConnectionRefusedError):
-        return OfflineError(f"cannot reach {host}: {exc}", url=url)
-    if isinstance(exc, aiohttp.ClientError | ConnectionError) or names & _HF_TRANSPORT_ERRORS:
-        return RemoteError(f"connection to {host} failed: {exc}", url=url)
-    if isinstance(exc, OSError):
-        return RemoteError(f"connection to {host} failed: {exc.strerror or exc}", url=url)
-    return RemoteError(f"request to {shown} failed: {type(exc).__name__}: {exc}", url=url)
+    if isinstance(exc, TimeoutError):  # aiohttp's sock_read timeout
+        return None  # the stall, worded in one place by the caller
+    return RemoteError(f"connection to {host} failed: {exc}", url=url)

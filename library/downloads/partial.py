@@ -6,20 +6,32 @@ as the task, across reconnects and pauses, so resumed bytes are never read back.
 the hasher is gone: the bytes already on disk are read once through a new one, then the download
 continues from the network.
 
-Every method here blocks (file I/O, hashing): the engine calls them in its thread pool.
+The body is read straight into the partial file's own buffers (`buffer`), which are hashed and
+written from where they are. On a local disk (Linux) the bulk of each block is written with
+``O_DIRECT``: a download of many gigabytes would otherwise pass through the page cache, evicting
+everything else and costing the kernel more CPU to copy and reclaim than the write itself (and
+the fsync before the file enters the library would flush it all at the end). Direct I/O needs
+block-aligned offsets and memory: the buffers are page-aligned and handed out at the file's own
+alignment, and the unaligned head and tail of a block take the ordinary path.
+
+Every method here blocks (file I/O, hashing): the engine calls them in worker threads.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import mmap
 import os
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import StorageFullError
-from ..fsutil import free_bytes, fsync_dir, storage_errors
-from ..hashing import HashCancelled, Hashes, MultiHasher
+from ..fsutil import direct_io_supported, free_bytes, fsync_dir, storage_errors
+from ..hashing import RING_BUFFERS, HashCancelled, Hashes, MultiHasher
 from ..settings import HASH_CHUNK_BYTES
+
+log = logging.getLogger("model_shelf.downloads")
 
 try:  # POSIX: an OS lock on top of the task lease, so two processes never write one file
     import fcntl
@@ -30,8 +42,14 @@ STATE_HEADROOM_BYTES = 8 * 1024 * 1024
 """Always left free by a download, even with no margin set: room for the queue's own database
 and the records of other models, so a full disk damages nothing else."""
 
+BLOCK_BYTES = 4 * 1024 * 1024
+"""Size of one buffer from `PartialFile.buffer`: per-block overhead vanishes at this size."""
+DIRECT_IO_ALIGN = 4096
+"""Offset, length and memory alignment of direct writes: every local disk's block size divides
+it (and the page-aligned buffers satisfy it)."""
+
 WRITEBACK_BYTES = 64 * 1024 * 1024
-"""Writeback of the bytes written is started every this many bytes."""
+"""Writeback of the bytes written through the page cache is started every this many bytes."""
 _fadvise = getattr(os, "posix_fadvise", None)  # not on Windows or macOS
 _FADV_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
 
@@ -46,12 +64,16 @@ class PartialLockedError(Exception):
 class PartialFile:
     """The partial data of one task and the digests of the bytes in it."""
 
-    def __init__(self, path: Path, free_space_margin_bytes: int) -> None:
+    def __init__(self, path: Path, free_space_margin_bytes: int, direct_io: bool = False) -> None:
         self.path = path
         self.free_space_margin_bytes = free_space_margin_bytes
+        self.direct_io = direct_io
         self.hasher: MultiHasher | None = None
         self._fd: int | None = None
+        self._direct_fd: int | None = None  # the same file opened with O_DIRECT, if used
         self._written_back = 0  # bytes handed to the kernel's writeback (`_start_writeback`)
+        self._buffers: list[mmap.mmap] = []
+        self._turn = 0
 
     # -- ownership -----------------------------------------------------------
 
@@ -74,12 +96,22 @@ class PartialFile:
                 os.close(fd)
                 raise PartialLockedError(str(self.path)) from None
         self._fd = fd
+        if self.direct_io and direct_io_supported(self.path):
+            try:
+                self._direct_fd = os.open(self.path, os.O_WRONLY | os.O_DIRECT)
+            except OSError as exc:  # refused by this filesystem after all: the page cache it is
+                log.debug("no direct I/O for %s: %s", self.path, exc)
 
     def close(self) -> None:
         """Close the file (releasing its lock). The hasher is kept for a later resume."""
+        if self._direct_fd is not None:
+            os.close(self._direct_fd)
+            self._direct_fd = None
         if self._fd is not None:
             os.close(self._fd)  # closing also releases the flock
             self._fd = None
+        # Dropped, not closed: views of them may still wait in the hasher's digest threads.
+        self._buffers = []
 
     def discard_hasher(self) -> None:
         if self.hasher is not None:
@@ -89,6 +121,11 @@ class PartialFile:
     @property
     def offset(self) -> int:
         return self.hasher.bytes_hashed if self.hasher is not None else 0
+
+    @property
+    def writes_directly(self) -> bool:
+        """Is the bulk of each block written with direct I/O (open, and supported here)?"""
+        return self._direct_fd is not None
 
     def size_on_disk(self) -> int:
         try:
@@ -109,7 +146,6 @@ class PartialFile:
         """
         on_disk = self.size_on_disk()
         if self.hasher is not None and self.hasher.bytes_hashed == on_disk:
-            self._seek_end()
             return on_disk
         self.discard_hasher()
         hasher = MultiHasher()
@@ -127,7 +163,6 @@ class PartialFile:
             raise
         self.hasher = hasher
         self._written_back = 0
-        self._seek_end()
         return hasher.bytes_hashed
 
     def restart(self) -> None:
@@ -135,36 +170,76 @@ class PartialFile:
         self.discard_hasher()
         assert self._fd is not None, "open() first"
         os.ftruncate(self._fd, 0)
-        os.lseek(self._fd, 0, os.SEEK_SET)
         self._written_back = 0
         self.hasher = MultiHasher()
 
-    def _seek_end(self) -> None:
-        if self._fd is not None:
-            os.lseek(self._fd, 0, os.SEEK_END)
+    def buffer(self) -> memoryview:
+        """A `BLOCK_BYTES` view to read the next bytes of the file into, then pass to `append`.
 
-    def append(self, chunks: Sequence[bytes]) -> None:
-        """Write ``chunks`` at the end of the file and hash them.
+        Buffers are reused in turn; one handed out earlier must not be written to after the next
+        `RING_BUFFERS - 1` appends (the digest threads may still be reading it).
+        """
+        if not self._buffers:
+            # Anonymous maps are page-aligned; the extra block keeps room for the skew below.
+            size = BLOCK_BYTES + DIRECT_IO_ALIGN
+            self._buffers = [mmap.mmap(-1, size) for _ in range(RING_BUFFERS)]
+        buffer = self._buffers[self._turn]
+        self._turn = (self._turn + 1) % len(self._buffers)
+        # Start at the file offset's place within a block, so that the block-aligned middle of
+        # what is read lies at an aligned address too: the direct write can take it as it is.
+        skew = self.offset % DIRECT_IO_ALIGN if self._direct_fd is not None else 0
+        return memoryview(buffer)[skew : skew + BLOCK_BYTES]
 
-        They are joined into one block first: one copy costs less than feeding the digest
-        threads many small pieces. On a full disk only the bytes that reached the file are
-        hashed, so file and hasher stay in step and a later resume continues from exactly there.
+    def append(self, data: bytes | memoryview) -> None:
+        """Write ``data`` at the end of the file and hash it.
+
+        On a full disk only the bytes that reached the file are hashed, so file and hasher stay
+        in step and a later resume continues from exactly there.
 
         Raises:
             `StorageFullError`: the disk is full, or its free space fell below the margin.
         """
         assert self._fd is not None and self.hasher is not None, "open() and prepare() first"
-        block = memoryview(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-        self._check_space(len(block))
+        view = memoryview(data)
+        self._check_space(len(view))
         written = 0
         try:
             with storage_errors(self.path):
-                while written < len(block):
-                    written += os.write(self._fd, block[written:])
+                for start, end, direct in self._pieces(self.offset, len(view)):
+                    written += self._write_at(view[start:end], self.offset + start, direct)
         finally:
             if written:
-                self.hasher.update(block[:written])
+                self.hasher.update(view[:written])
         self._start_writeback()
+
+    def _pieces(self, offset: int, length: int) -> list[tuple[int, int, bool]]:
+        """Split ``length`` bytes written at ``offset`` into (start, end, direct) pieces: an
+        unaligned head, the aligned middle (direct, when available), an unaligned tail."""
+        if self._direct_fd is None:
+            return [(0, length, False)]
+        head = min(length, -offset % DIRECT_IO_ALIGN)
+        middle = (length - head) // DIRECT_IO_ALIGN * DIRECT_IO_ALIGN
+        pieces = [(0, head, False), (head, head + middle, True), (head + middle, length, False)]
+        return [piece for piece in pieces if piece[1] > piece[0]]
+
+    def _write_at(self, data: memoryview, offset: int, direct: bool) -> int:
+        """Write all of ``data`` at ``offset``; returns its length (raises on a failure)."""
+        assert self._fd is not None
+        written = 0
+        while written < len(data):
+            if direct and self._direct_fd is not None:
+                try:
+                    written += os.pwrite(self._direct_fd, data[written:], offset + written)
+                    continue
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    # The filesystem wants another alignment after all: use the page cache.
+                    log.info("direct I/O refused for %s; writing through the cache", self.path)
+                    os.close(self._direct_fd)
+                    self._direct_fd = None
+            written += os.pwrite(self._fd, data[written:], offset + written)
+        return written
 
     def _start_writeback(self) -> None:
         """Ask the kernel to start writing what we wrote, without waiting for it.
@@ -177,6 +252,8 @@ class PartialFile:
         """
         if _fadvise is None or self._fd is None or self.hasher is None:
             return
+        if self._direct_fd is not None:
+            return  # the bulk went to the disk directly
         end = self.hasher.bytes_hashed
         if end - self._written_back < WRITEBACK_BYTES:
             return

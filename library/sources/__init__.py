@@ -15,8 +15,6 @@ from pathlib import PurePosixPath
 from typing import Protocol
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from ..errors import InvalidSourceError, UnsafeNameError
 from ..layout import safe_name
 from ..records import SourceRef
@@ -54,7 +52,7 @@ class ResolvedSource(Protocol):
     key: str
     """Canonical identity: equal keys mean the same file."""
 
-    async def locate(self, session: aiohttp.ClientSession) -> RemoteFile:
+    async def locate(self) -> RemoteFile:
         """Ask the source where the bytes are.
 
         Raises:

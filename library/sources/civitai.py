@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-import aiohttp
-
-from ..downloads.http import error_for_exception, raise_for_response
+from ..downloads.http import USER_AGENT, error_for_exception, raise_for_response
 from ..errors import InvalidSourceError, RemoteError
 from ..records import SourceRef
 from ..settings import DownloadSettings
 from . import RemoteFile, safe_filename
+
+if TYPE_CHECKING:
+    import aiohttp
 
 _HOSTS = frozenset({"civitai.com", "www.civitai.com", "civitai.green", "civitai.red"})
 # urn:air:{ecosystem}:{type}:{source}:{id}[@{version}][+{fileId}][.{format}]; urn: and air: optional
@@ -76,6 +77,8 @@ class CivitaiSource:
         return {"Authorization": f"Bearer {key.get_secret_value()}"} if key is not None else {}
 
     async def _get_json(self, session: aiohttp.ClientSession, path: str) -> dict[str, Any]:
+        import aiohttp  # imported by `locate` already; here for its error class
+
         url = f"{self.settings.civitai_api_base.rstrip('/')}/{path}"
         try:
             async with session.get(url, headers=self._headers()) as response:
@@ -91,7 +94,25 @@ class CivitaiSource:
             raise RemoteError(f"unexpected Civitai answer for {path}", url=url, retryable=False)
         return data
 
-    async def locate(self, session: aiohttp.ClientSession) -> RemoteFile:
+    async def locate(self) -> RemoteFile:
+        """Ask Civitai's API for the version's files and pick one.
+
+        See `_locate` for what it returns and raises.
+        """
+        # Imported here, not at the top: aiohttp takes 0.2 s to import, which every command of
+        # the CLI would pay, and only Civitai's API is asked through it.
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self.settings.connect_timeout_seconds,
+            sock_read=self.settings.stall_timeout_seconds,
+        )
+        headers = {"User-Agent": USER_AGENT}
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+            return await self._locate(session)
+
+    async def _locate(self, session: aiohttp.ClientSession) -> RemoteFile:
         """Ask Civitai's API for the version's files and pick one.
 
         Returns:

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from functools import partial
 from urllib.parse import quote, unquote, urlsplit
 
-import aiohttp
-
 from ..downloads.http import error_for_exception
 from ..errors import InvalidSourceError
 from ..records import SourceRef
@@ -83,7 +81,7 @@ class HuggingFaceSource:
             return self.settings.hf_token.get_secret_value()
         return stored_hf_token()
 
-    async def locate(self, session: aiohttp.ClientSession) -> RemoteFile:
+    async def locate(self) -> RemoteFile:
         """HEAD the file on the Hub (through huggingface_hub, in a thread: its client blocks).
 
         Returns:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import aiohttp
-
 from ..downloads.http import check_secure
 from ..errors import InvalidSourceError
 from ..records import SourceRef
@@ -29,7 +27,7 @@ class URLSource:
     def key(self) -> str:
         return f"url:{self.url}"
 
-    async def locate(self, session: aiohttp.ClientSession) -> RemoteFile:
+    async def locate(self) -> RemoteFile:
         """Nothing to ask: the URL is the location. The name may be improved from the response."""
         name = unquote(urlsplit(self.url).path.rsplit("/", 1)[-1])
         return RemoteFile(

@@ -1,0 +1,95 @@
+"""The partial file of a download: bytes written (around the page cache where the disk allows)
+and hashed as they come, so that the file, the offset and the digests always agree."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from model_shelf.library.downloads.partial import DIRECT_IO_ALIGN, PartialFile
+from model_shelf.library.fsutil import direct_io_supported
+
+# Sizes that leave the file offset everywhere relative to the block size: unaligned heads and
+# tails, whole blocks, a single byte, more than one buffer's worth is never asked of `buffer`.
+PIECES = [5000, 3 * DIRECT_IO_ALIGN, 1, DIRECT_IO_ALIGN - 1, 1 << 20, 123_457, 2 * DIRECT_IO_ALIGN]
+
+needs_direct_io = pytest.mark.skipif(
+    not direct_io_supported(Path(tempfile.gettempdir()) / "x"),
+    reason="the temporary folder is not on a local disk filesystem with O_DIRECT",
+)
+
+
+def write_through_buffers(partial: PartialFile, data: bytes, sizes: list[int]) -> None:
+    """What the engine does: read into `buffer()`, then `append` what was read."""
+    done = 0
+    for size in sizes:
+        block = partial.buffer()
+        block[:size] = data[done : done + size]
+        partial.append(block[:size])
+        done += size
+
+
+def opened(path: Path, direct_io: bool) -> PartialFile:
+    partial = PartialFile(path, free_space_margin_bytes=0, direct_io=direct_io)
+    partial.open()
+    partial.prepare()
+    return partial
+
+
+@pytest.mark.parametrize("direct_io", [True, False], ids=["direct", "page-cache"])
+def test_blocks_at_any_offset_land_whole_and_hashed(tmp_path, direct_io):
+    data = random.Random(1).randbytes(sum(PIECES))
+    partial = opened(tmp_path / "t.part", direct_io)
+    try:
+        write_through_buffers(partial, data, PIECES)
+        assert partial.offset == len(data)
+        hashes = partial.finish()
+    finally:
+        partial.close()
+        partial.discard_hasher()
+    assert (tmp_path / "t.part").read_bytes() == data
+    assert hashes["sha256"] == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@needs_direct_io
+def test_direct_io_is_used_on_a_local_disk_and_survives_a_resume_at_an_odd_offset(tmp_path):
+    data = random.Random(2).randbytes(sum(PIECES))
+    path = tmp_path / "t.part"
+    first = opened(path, direct_io=True)
+    assert first.writes_directly
+    write_through_buffers(first, data[:5001], [5001])  # stops mid-block, as a dropped link does
+    first.close()
+    first.discard_hasher()  # a restart: the running digests are gone
+
+    again = opened(path, direct_io=True)
+    try:
+        assert again.offset == 5001  # re-read once from disk
+        write_through_buffers(again, data[5001:], [len(data) - 5001])
+        assert again.writes_directly  # the odd offset did not turn direct I/O off
+        hashes = again.finish()
+    finally:
+        again.close()
+        again.discard_hasher()
+    assert path.read_bytes() == data
+    assert hashes["sha256"] == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@needs_direct_io
+def test_a_buffer_the_disk_refuses_to_take_directly_is_written_through_the_cache(tmp_path):
+    # Bytes from anywhere (not `buffer()`) are rarely aligned in memory: the kernel says EINVAL,
+    # and the partial file falls back rather than losing the block.
+    data = random.Random(3).randbytes(8 * DIRECT_IO_ALIGN)
+    partial = opened(tmp_path / "t.part", direct_io=True)
+    try:
+        partial.append(memoryview(bytearray(b"x" + data))[1:])  # one byte off every alignment
+        partial.append(data)
+        hashes = partial.finish()
+    finally:
+        partial.close()
+        partial.discard_hasher()
+    assert (tmp_path / "t.part").read_bytes() == data + data
+    assert hashes["sha256"] == "sha256:" + hashlib.sha256(data + data).hexdigest()
