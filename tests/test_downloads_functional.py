@@ -449,3 +449,22 @@ def test_the_bandwidth_limit_paces_a_download_and_it_still_completes(root, serve
     # the burst the limiter forgives and the last read, which nothing follows to wait for (a
     # read is at most a burst's worth).
     assert elapsed >= 3 - 2 * throttle.BURST_SECONDS
+
+
+def test_progress_never_steps_back_across_reconnects(shelf, server, tmp_path):
+    src = model(tmp_path, 48 * MIB)
+    server.serve("m.safetensors", src, drop_every_bytes=10 * MIB)  # not on a block boundary
+    seen: list[int] = []
+    task = shelf.downloads.add(server.url("m.safetensors"), "checkpoints")
+    unsubscribe = shelf.downloads.subscribe(
+        lambda event: seen.append(event.bytes_done) if event.task_id == task.id else None
+    )
+    try:
+        (done,) = shelf.downloads.run_foreground([task.id])
+    finally:
+        unsubscribe()
+
+    assert done.state is TaskState.DONE, done.error_message
+    assert seen[-1] == src.stat().st_size
+    # A bar that jumps back after every reconnect looks like a download starting over.
+    assert seen == sorted(seen), seen

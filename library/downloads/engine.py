@@ -479,6 +479,9 @@ class DownloadEngine:
 
     async def _save(self, job: _Job, **fields: Any) -> None:
         """Update the task row (while we hold its lease) and the in-memory copy, and publish."""
+        if job.partial.hasher is not None:
+            # The row's count is the last heartbeat's: publishing it would step progress back.
+            fields.setdefault("bytes_done", job.partial.offset)
         job.task = await self._blocking(self.store.update, job.task.id, self.owner, **fields)
         self.events.publish(snapshot(job.task, job.speed.bytes_per_second))
 
