@@ -77,10 +77,6 @@ MAX_CONCURRENCY = 32
 """The upper bound of `DownloadSettings.concurrency`."""
 FLUSH_SECONDS = 0.5
 """Bytes are written at the latest this long after they arrive, even short of a block."""
-READ_SECONDS = 0.1
-"""Reads are sized to take about this long at the speed seen so far: a slow link still shows
-progress often, a fast one fills a whole block per read."""
-MIN_READ_BYTES = 16 * 1024
 PARKED_PARTIALS = 8
 """Paused or waiting tasks whose running digests are kept in memory (each holds two threads)."""
 
@@ -248,8 +244,10 @@ class DownloadEngine:
         Raises:
             `TaskNotFoundError`: no such task.
         """
+        counted = self._bytes_counted(task_id)  # before the signal: the job may end at once
         task, _ = self.store.request(task_id, ControlRequest.PAUSE)
         self._signal(task_id, _PAUSE)
+        task = self._with_progress(task, counted)
         self._publish_later(task)
         return task
 
@@ -259,11 +257,14 @@ class DownloadEngine:
         Raises:
             `TaskNotFoundError`: no such task.
         """
+        counted = self._bytes_counted(task_id)
         task, orphaned = self.store.request(task_id, ControlRequest.CANCEL)
         self._signal(task_id, _CANCEL)
         if orphaned:
             self._forget_parked(task_id)
             self._remove_partial(task, "download cancelled")
+        else:
+            task = self._with_progress(task, counted)
         self._publish_later(task)
         return task
 
@@ -273,11 +274,13 @@ class DownloadEngine:
         Raises:
             `TaskNotFoundError`: no such task.
         """
+        counted = self._bytes_counted(task_id)
         task, _ = self.store.request(task_id, None)
         job = self._jobs.get(task_id)
         if job is not None and job.interrupt == _PAUSE:
             job.interrupt = None
         self.wake()
+        task = self._with_progress(task, counted)
         self._publish_later(task)
         return task
 
@@ -292,6 +295,22 @@ class DownloadEngine:
         self.breaker.threshold = settings.breaker_failure_threshold
         self.breaker.cooldown_seconds = settings.breaker_cooldown_seconds
         self.wake()
+
+    def _bytes_counted(self, task_id: str) -> int | None:
+        """Bytes this engine holds of a task it runs or has parked (None if neither)."""
+        job = self._jobs.get(task_id)
+        partial_file = job.partial if job is not None else self._parked.get(task_id)
+        if partial_file is None or partial_file.hasher is None:
+            return None
+        return partial_file.offset
+
+    @staticmethod
+    def _with_progress(task: DownloadTask, counted: int | None) -> DownloadTask:
+        """``task`` as stored, but never behind the bytes counted here: the row's count is the
+        last heartbeat's, and showing it would step progress back."""
+        if counted is None or counted <= task.bytes_done:
+            return task
+        return task.model_copy(update={"bytes_done": counted})
 
     def wake(self) -> None:
         """Look for work now instead of at the next poll (thread-safe)."""
@@ -804,22 +823,18 @@ class DownloadEngine:
         """
         assert self._loop is not None and self._limiter is not None
         partial_file, limiter = job.partial, self._limiter
-        read_size = MIN_READ_BYTES * 4
         while True:
             block = partial_file.buffer()
-            filled, started, ended = 0, time.monotonic(), False
+            filled, ended = 0, False
+            deadline = time.monotonic() + FLUSH_SECONDS
             try:
-                while filled < len(block) and time.monotonic() - started < FLUSH_SECONDS:
-                    size = limiter.read_size(min(read_size, len(block) - filled))
-                    began = time.monotonic()
-                    n = body.readinto(block[filled : filled + size])
-                    filled += n
-                    if n < size:
+                while filled < len(block) and time.monotonic() < deadline:
+                    size = limiter.read_size(len(block) - filled)
+                    n = body.readinto(block[filled : filled + size], deadline)
+                    if not n:
                         ended = True
                         break
-                    # Size the next read to take about READ_SECONDS at this speed.
-                    speed = n / max(time.monotonic() - began, 1e-6)
-                    read_size = max(MIN_READ_BYTES, min(len(block), int(speed * READ_SECONDS)))
+                    filled += n
                     delay = limiter.book(n)
                     if delay:
                         job.cancel_hashing.wait(delay)  # an interrupt ends the wait

@@ -18,6 +18,7 @@ import http.client
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
@@ -106,6 +107,8 @@ class BodyStream:
         self.allow_insecure_http = allow_insecure_http
         self._connection: http.client.HTTPConnection | None = None
         self._response: http.client.HTTPResponse | None = None
+        self._remaining: int | None = None  # body bytes still to come, when the length is known
+        self._failure: ShelfError | TransferInterrupted | None = None  # raised by the next read
         self._interrupted = threading.Event()
         self._lock = threading.Lock()  # `interrupt` (any thread) against connect/close
 
@@ -130,6 +133,7 @@ class BodyStream:
             location = response.getheader("Location")
             if response.status not in _REDIRECT_STATUSES or not location:
                 self._response = response
+                self._remaining = response.length  # None when chunked or until the close
                 return ResponseHead(url, response.status, response.headers)
             self.close()
             next_url = urljoin(url, location)
@@ -143,29 +147,63 @@ class BodyStream:
             retryable=False,
         )
 
-    def readinto(self, view: memoryview) -> int:
-        """Fill ``view`` from the body. Fewer bytes only at the end of the body (or when the
-        connection closed early: the caller compares with the expected size).
+    def readinto(self, view: memoryview, deadline: float | None = None) -> int:
+        """Read body bytes into ``view`` until it is full, the body ends, or the monotonic clock
+        passes ``deadline`` (checked between socket reads).
+
+        Returns:
+            `int`: the bytes read; 0 only at the end of the body (or when the connection closed
+            early: the caller compares with the expected size). Bytes read before a failure or
+            an interrupt are returned first; the next call raises.
 
         Raises:
             `RemoteError`: the connection broke or stalled.
             `TransferInterrupted`: `interrupt` was called.
         """
-        response = self._response
-        if response is None:  # closed under us: only an interrupted transfer is closed early
+        if self._interrupted.is_set():
             raise TransferInterrupted()
+        if self._failure is not None:
+            raise self._failure
         filled = 0
         try:
             while filled < len(view):
-                n = response.readinto(view[filled:])
+                n = self._read_some(view[filled:])
                 if not n:
                     break
                 filled += n
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
         except (OSError, ValueError, http.client.HTTPException) as exc:  # ValueError: closed
-            raise self._error(exc, self.url) from exc
+            self._failure = self._error(exc, self.url)
+            self._failure.__cause__ = exc
+        if filled:
+            return filled
         if self._interrupted.is_set():
             raise TransferInterrupted()
-        return filled
+        if self._failure is not None:
+            raise self._failure
+        return 0
+
+    def _read_some(self, view: memoryview) -> int:
+        """One socket read's worth of body into ``view`` (0 at the end of the body)."""
+        response = self._response
+        if response is None:  # closed under us: only an interrupted transfer is closed early
+            return 0
+        if response.chunked:  # rare for files: http.client undoes the chunking, with a copy
+            data = response.read1(len(view))
+            view[: len(data)] = data
+            return len(data)
+        if self._remaining is not None:
+            view = view[: self._remaining]
+            if not view:
+                return 0
+        # Straight from the socket into ``view``: `readinto1` does at most one ``recv_into``,
+        # so what arrived is counted even if the next read fails. (``fp`` is the response's
+        # socket file; `HTTPResponse.readinto` would block until ``view`` is full.)
+        n = response.fp.readinto1(view)
+        if self._remaining is not None:
+            self._remaining -= n
+        return n
 
     def error_text(self) -> str:
         """The start of an error response's body, for the message (never raises)."""
