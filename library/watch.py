@@ -73,6 +73,18 @@ except ImportError:  # Windows: no leases; completeness is judged by stability a
 
 log = logging.getLogger("model_shelf.watch")
 
+
+class _StoppingRaceFilter(logging.Filter):
+    """Drops the error watchdog logs when an event arrives while its emitter stops: a race
+    inside watchdog's ``stop``, harmless (the next start's sync sees whatever it dropped), and
+    alarming as the last line a user sees when quitting."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
+logging.getLogger("watchdog.observers.inotify").addFilter(_StoppingRaceFilter())
+
 WRITER_RECHECK_SECONDS = 1.0
 """A file still open for writing is looked at again after this long (or at its next event)."""
 ROOT_CHECK_SECONDS = 2.0
