@@ -139,7 +139,9 @@ def attach(
         settings (`ComfySettings`): this install's settings.
     """
     ctx = RouteContext(
-        provide_when_ready(get_shelf), root_setting=ComfyRootSetting(user_dir, settings)
+        provide_when_ready(get_shelf),
+        root_setting=ComfyRootSetting(user_dir, settings),
+        hidden_types=settings.hide_types,
     )
     send = prompt_server.send_sync
     ctx.events.add_sink(lambda event, data: send(event, data))

@@ -156,11 +156,13 @@ class RouteContext:
         shelf (`ShelfProvider`): reaches the open library.
         events (`EventHub`): where changes are announced.
         root_setting (`RootSetting`): how the library root may be changed.
+        hidden_types (`frozenset[str]`): type folders this install hides (ComfyUI's settings).
     """
 
     shelf: ShelfProvider
     events: EventHub = field(default_factory=EventHub)
     root_setting: RootSetting = field(default_factory=FixedRoot)
+    hidden_types: frozenset[str] = frozenset()
     metrics: Metrics = field(default_factory=Metrics)
     jobs: BackgroundJobs = field(default_factory=BackgroundJobs)
     executor: ThreadPoolExecutor = field(default_factory=_api_pool)

@@ -1,4 +1,5 @@
-"""``/model-shelf/models``: list and search, facets, detail, previews, edit, delete."""
+"""``/model-shelf/models``: list and search, facets, detail, previews, edit, delete; and
+``/model-shelf/types``, the type folders a model can go in."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from aiohttp import web
 
 from ..library import Shelf
 from ..library.errors import ConfirmationRequiredError, ModelNotFoundError
+from ..library.layout import MODEL_TYPES
 from ..library.query import ModelQuery
 from ..library.records import HashState, Health, ModelKind, ModelRecord
 from .context import RouteContext
@@ -72,6 +74,11 @@ def routes(ctx: RouteContext) -> list[web.RouteDef]:
         shelf = ctx.shelf()
         return json_text(await ctx.run(lambda: shelf.query_models(query).model_dump_json()))
 
+    async def list_types(request: web.Request) -> web.Response:
+        """``{"types": [...]}``: the library's type folders, less those this install hides.
+        Answers before the library has opened (the list is the same for every library)."""
+        return json_data({"types": [t for t in MODEL_TYPES if t not in ctx.hidden_types]})
+
     async def model_facets(request: web.Request) -> web.Response:
         """The values the filters can take, with counts."""
         shelf = ctx.shelf()
@@ -126,6 +133,7 @@ def routes(ctx: RouteContext) -> list[web.RouteDef]:
     return [
         web.get(f"{PREFIX}/models", list_models),
         web.get(f"{PREFIX}/models/facets", model_facets),
+        web.get(f"{PREFIX}/types", list_types),
         web.get(f"{PREFIX}/models/{{id}}", get_model),
         web.get(f"{PREFIX}/models/{{id}}/previews/{{number}}", get_preview),
         web.patch(f"{PREFIX}/models/{{id}}", edit_model),

@@ -67,6 +67,24 @@ async def test_not_ready_until_the_library_opens(
         await asyncio.to_thread(api.stop)
 
 
+async def test_type_folders_answer_before_the_library_opens_less_the_hidden_ones(
+    comfy: Comfy, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    prompt_server = comfy.server.PromptServer.instance
+    settings = ComfySettings(hide_types=["upscale_models", "hypernetworks"])
+    api = attach(prompt_server, lambda: None, tmp_path / "user", settings)
+    try:
+        client = await comfy_app(prompt_server, aiohttp_client)
+        response = await client.get("/api/model-shelf/types")
+        assert response.status == 200  # the sidebar's type lists need no open library
+        types = (await json_of(response))["types"]
+        assert types[:2] == ["checkpoints", "loras"]
+        assert "upscale_models" not in types and "hypernetworks" not in types
+        assert "vae" in types
+    finally:
+        await asyncio.to_thread(api.stop)
+
+
 async def test_started_by_comfy_entry(comfy: Comfy, aiohttp_client: Any) -> None:
     runtime = start(comfy.folder_paths, comfy.server)
     try:

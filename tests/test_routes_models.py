@@ -10,6 +10,7 @@ from conftest import tree_snapshot
 from routes_support import JSON, json_of
 
 from model_shelf.library import Shelf
+from model_shelf.library.layout import MODEL_TYPES
 from model_shelf.library.records import Health
 
 pytest_plugins = ["routes_fixtures"]
@@ -74,6 +75,12 @@ async def test_list_search_filter_sort(client: TestClient, library: dict[str, st
     assert rows["legacy/old.ckpt"]["pickle"] is True
     assert rows["sdxl_vae.safetensors"]["status"] == "corrupted"
     assert rows["detail-tweaker.safetensors"]["tags"] == ["Detail", "realism"]
+
+
+async def test_type_folders_are_the_librarys(client: TestClient) -> None:
+    response = await client.get("/model-shelf/types")
+    assert response.status == 200
+    assert (await json_of(response))["types"] == list(MODEL_TYPES)
 
 
 async def test_facets(client: TestClient, library: dict[str, str]) -> None:

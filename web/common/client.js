@@ -90,5 +90,6 @@ export function shelfClient(api) {
     settings: () => call("/settings"),
     saveSettings: (changes) => call("/settings", { method: "PUT", body: changes }),
     stats: () => call("/stats"),
+    types: () => call("/types"),
   };
 }

@@ -4,7 +4,7 @@
 import { addStylesheet, append, button, clear, el } from "../common/dom.js";
 import { formatBytes, formatEta, formatSpeed } from "../common/format.js";
 import { debounce } from "../common/sequence.js";
-import { MODEL_TYPES } from "./types.js";
+import { loadTypeFolders } from "./types.js";
 
 const ACTIVE = new Set(["queued", "downloading", "verifying"]);
 
@@ -46,7 +46,10 @@ export class DownloadsView {
       "select.ms-input",
       { "aria-label": "Type folder", "data-testid": "download-type" },
       el("option", { value: "" }, "Type: from the file"),
-      MODEL_TYPES.map((t) => el("option", { value: t }, t)),
+    );
+    loadTypeFolders(this.client).then(
+      (types) => this.type.append(...types.map((t) => el("option", { value: t }, t))),
+      () => {}, // "from the file" still works; adding shows any server error
     );
     this.list = el("div.ms-tasks", { "data-testid": "tasks" });
     this.empty = el("p.ms-note", {}, "No downloads yet.");

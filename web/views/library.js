@@ -6,7 +6,7 @@ import { formatBytes, formatDate, shortHash } from "../common/format.js";
 import { setModelDrag } from "../common/loaders.js";
 import { debounce, latestOnly } from "../common/sequence.js";
 import { VirtualList } from "../common/virtual-list.js";
-import { MODEL_TYPES } from "./types.js";
+import { loadTypeFolders } from "./types.js";
 
 const ROW_HEIGHT = 46;
 const PAGE_SIZE = 200;
@@ -57,7 +57,11 @@ export class LibraryView {
       value: this.state.text ?? "",
       oninput: () => this.query(),
     });
-    this.typeSelect = this.select("type", "All types", MODEL_TYPES.map((t) => [t, t]));
+    this.typeSelect = this.select("type", "All types", []);
+    loadTypeFolders(this.client).then(
+      (types) => this.typeSelect.append(...types.map((t) => option(t, t, this.state.type))),
+      () => {}, // the list shows the server's error; the filter keeps "All types"
+    );
     this.archSelect = this.select("architecture", "Any architecture", []);
     this.tagSelect = this.select("tag", "Any tag", []);
     this.statusSelect = this.select("status", "Any status", STATUSES.map((s) => [s, s]));

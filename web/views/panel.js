@@ -7,7 +7,7 @@ import { LibraryView } from "./library.js";
 import { DownloadsView } from "./downloads.js";
 import { HealthView } from "./health.js";
 import { SettingsView } from "./settings.js";
-import { MODEL_TYPES } from "./types.js";
+import { loadTypeFolders } from "./types.js";
 
 const VIEWS = [
   ["library", "Library", "pi-th-large", LibraryView],
@@ -106,12 +106,19 @@ export function mountPanel(root, env) {
     askImport([...event.dataTransfer.files]);
   });
 
-  function askImport(files) {
+  async function askImport(files) {
     if (!files.length) return;
+    let types;
+    try {
+      types = await loadTypeFolders(client);
+    } catch (error) {
+      env.toast("error", "Model Shelf", `Cannot import now: ${error.message}`);
+      return;
+    }
     const type = el(
       "select.ms-input",
       { "aria-label": "Import as type", "data-testid": "import-type" },
-      MODEL_TYPES.map((t) => el("option", { value: t, selected: t === (state.importType ?? "checkpoints") }, t)),
+      types.map((t) => el("option", { value: t, selected: t === (state.importType ?? "checkpoints") }, t)),
     );
     const dialog = el(
       "div.ms-dialog",

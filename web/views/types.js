@@ -1,32 +1,17 @@
-// Model type folders (ComfyUI's folder_paths names, as library/layout.py MODEL_TYPES).
+// The type folders a model can go in: asked of the server once per page (library/layout.py
+// holds the list; inside ComfyUI, less the folders this install hides) and shared by every view.
 // Exports only (see ../common/dom.js).
 
-export const MODEL_TYPES = [
-  "checkpoints",
-  "loras",
-  "vae",
-  "text_encoders",
-  "diffusion_models",
-  "clip_vision",
-  "style_models",
-  "embeddings",
-  "diffusers",
-  "vae_approx",
-  "controlnet",
-  "gligen",
-  "upscale_models",
-  "latent_upscale_models",
-  "hypernetworks",
-  "photomaker",
-  "classifiers",
-  "model_patches",
-  "audio_encoders",
-];
+let typeFolders = null;
 
-export const STATUS_LABELS = {
-  verified: "verified",
-  unverified: "unverified",
-  corrupted: "corrupted",
-  missing: "missing",
-  pickle: "pickle",
-};
+/** Resolves to the type folder names, in the library's order. A failed answer is asked again. */
+export function loadTypeFolders(client) {
+  typeFolders ??= client.types().then(
+    (answer) => answer.types,
+    (error) => {
+      typeFolders = null;
+      throw error;
+    },
+  );
+  return typeFolders;
+}
