@@ -4,6 +4,7 @@ and hashed as they come, so that the file, the offset and the digests always agr
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import tempfile
 from pathlib import Path
@@ -93,3 +94,17 @@ def test_a_buffer_the_disk_refuses_to_take_directly_is_written_through_the_cache
         partial.discard_hasher()
     assert (tmp_path / "t.part").read_bytes() == data + data
     assert hashes["sha256"] == "sha256:" + hashlib.sha256(data + data).hexdigest()
+
+
+def test_without_pwrite_as_on_windows_blocks_still_land_in_order(tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "pwrite")
+    data = random.Random(4).randbytes(sum(PIECES))
+    partial = opened(tmp_path / "t.part", direct_io=False)
+    try:
+        write_through_buffers(partial, data, PIECES)
+        hashes = partial.finish()
+    finally:
+        partial.close()
+        partial.discard_hasher()
+    assert (tmp_path / "t.part").read_bytes() == data
+    assert hashes["sha256"] == "sha256:" + hashlib.sha256(data).hexdigest()

@@ -57,6 +57,14 @@ GIVE_BACK_BYTES = 4 * 1024 * 1024
 """How much of its tail a partial file gives up when even recording a failure found no room."""
 
 
+def _pwrite(fd: int, data: memoryview, offset: int) -> int:
+    """``os.pwrite``; on Windows (which has none) a seek and a write: one writer per file."""
+    if hasattr(os, "pwrite"):
+        return os.pwrite(fd, data, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+    return os.write(fd, data)
+
+
 class PartialLockedError(Exception):
     """Another live process holds the partial file's lock (internal; never reaches users)."""
 
@@ -229,7 +237,7 @@ class PartialFile:
         while written < len(data):
             if direct and self._direct_fd is not None:
                 try:
-                    written += os.pwrite(self._direct_fd, data[written:], offset + written)
+                    written += _pwrite(self._direct_fd, data[written:], offset + written)
                     continue
                 except OSError as exc:
                     if exc.errno != errno.EINVAL:
@@ -238,7 +246,7 @@ class PartialFile:
                     log.info("direct I/O refused for %s; writing through the cache", self.path)
                     os.close(self._direct_fd)
                     self._direct_fd = None
-            written += os.pwrite(self._fd, data[written:], offset + written)
+            written += _pwrite(self._fd, data[written:], offset + written)
         return written
 
     def _start_writeback(self) -> None:
