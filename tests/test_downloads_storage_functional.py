@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ def small_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Small
             _run("mount", "-o", "remount,size=256m", str(mount_point)).check_returncode()
 
     else:
+        if shutil.which("mkfs.ext4") is None:
+            pytest.skip("mkfs.ext4 is not installed")
         image = tmp_path / "disk.img"
         with open(image, "wb") as handle:
             handle.truncate(256 * MIB)
