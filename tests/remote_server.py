@@ -56,6 +56,8 @@ class Behaviour:
     content_disposition: str | None = None
     require_bearer: str | None = None
     """Answer 401 unless ``Authorization: Bearer <this>`` is sent."""
+    close_connection: bool = False
+    """Say ``Connection: close`` (as HTTP/1.0 servers and many mirrors do)."""
 
 
 @dataclass
@@ -99,9 +101,11 @@ def sha256_of(path: Path) -> str:
 class RemoteServer:
     """Start with ``with RemoteServer() as server:``; URLs come from `url`, `hf_endpoint`..."""
 
-    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self.tls = tls
         """Serve HTTPS with this context (a test CA's certificate for 127.0.0.1)."""
+        self.host = host
+        """The loopback address to listen on (``::1`` for IPv6)."""
         self.files: dict[str, ServedFile] = {}
         self.hf_files: dict[tuple[str, str, str], ServedFile] = {}
         self.hf_commit = "0123456789abcdef0123456789abcdef01234567"
@@ -150,11 +154,12 @@ class RemoteServer:
         for app, attr in ((main, "base_url"), (cdn, "cdn_url")):
             runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
             await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.tls)
+            site = web.TCPSite(runner, self.host, 0, ssl_context=self.tls)
             await site.start()
             port = runner.addresses[0][1]
             scheme = "https" if self.tls is not None else "http"
-            setattr(self, attr, f"{scheme}://127.0.0.1:{port}")
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            setattr(self, attr, f"{scheme}://{host}:{port}")
             self._runners.append(runner)
 
     async def _stop_sites(self) -> None:
@@ -229,6 +234,8 @@ class RemoteServer:
             headers["Content-Length"] = str(behaviour.content_length or length)
         log.status = status
         response = web.StreamResponse(status=status, headers=headers)
+        if behaviour.close_connection:
+            response.force_close()
         if behaviour.chunked:
             response.enable_chunked_encoding()
         await response.prepare(request)

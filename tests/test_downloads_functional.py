@@ -8,6 +8,7 @@ inside ComfyUI), or in the test's own event loop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 import time
@@ -489,3 +490,46 @@ def test_pausing_answers_with_the_bytes_already_on_disk(root, server, tmp_path):
     assert paused.bytes_done == 8 * MIB
     published = [e.bytes_done for e in engine.events if e.task_id == task.id]
     assert published == sorted(published), published
+
+
+def test_a_pause_ends_a_silent_read_on_a_connection_close_response(root, server, tmp_path):
+    # http.client forgets the socket of a response that will close the connection: the pause
+    # must still reach it (else it waits for the stall timeout, a minute here).
+    src = model(tmp_path, 16 * MIB)
+    server.serve("m.safetensors", src, hold_at_byte=8 * MIB, close_connection=True)
+    with Shelf.open(root, quick_settings(stall_timeout_seconds=60)) as shelf:
+        task = shelf.downloads.add(server.url("m.safetensors"), "checkpoints")
+        partial = shelf.layout.partial_dir / f"{task.id}.part"
+        with EngineThread(shelf) as engine:
+            wait_until(lambda: partial.exists() and partial.stat().st_size == 8 * MIB)
+            shelf.downloads.pause(task.id)
+            paused = engine.wait_for(task.id, "paused", timeout=10)
+            server.files["m.safetensors"].behaviour.release.set()
+    assert paused.bytes_done == 8 * MIB
+
+
+def test_a_user_and_password_in_the_url_are_sent_as_basic_auth(shelf, server, tmp_path):
+    src = model(tmp_path, 1 * MIB)
+    served = server.serve("m.safetensors", src)
+    url = server.url("m.safetensors").replace("http://", "http://mirror%20user:s3cr%40t@")
+    task = shelf.downloads.add(url, "checkpoints")
+    (done,) = shelf.downloads.run_foreground([task.id])
+    assert done.state is TaskState.DONE, done.error_message
+    expected = "Basic " + base64.b64encode(b"mirror user:s3cr@t").decode()
+    assert served.requests[0].headers["Authorization"] == expected
+
+
+def test_downloads_from_an_ipv6_address(root, tmp_path):
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    src = model(tmp_path, 2 * MIB)
+    with RemoteServer(host="::1") as server, Shelf.open(root, quick_settings()) as shelf:
+        server.serve("m.safetensors", src)
+        assert server.url("m.safetensors").startswith("http://[::1]:")
+        task = shelf.downloads.add(server.url("m.safetensors"), "checkpoints")
+        (done,) = shelf.downloads.run_foreground([task.id])
+    assert done.state is TaskState.DONE, done.error_message
+    assert done.hashes["sha256"] == f"sha256:{sha256_of(src)}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import http.client
 from email.utils import formatdate
 
 import aiohttp
@@ -23,6 +24,7 @@ from model_shelf.library.downloads.http import (
     retry_after_seconds,
     unsatisfied_range_total,
 )
+from model_shelf.library.downloads.transport import ResponseHead
 from model_shelf.library.errors import (
     AuthRequiredError,
     HostUnavailableError,
@@ -144,3 +146,24 @@ def test_bandwidth_limiter_paces_bytes(monkeypatch):
     unlimited = throttle.BandwidthLimiter(0)
     assert unlimited.book(10**12) == 0.0
     assert unlimited.read_size(4_000_000) == 4_000_000
+
+
+def head_with(**headers: str) -> ResponseHead:
+    message = http.client.HTTPMessage()
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    return ResponseHead("https://mirror.example/files/fallback%20name.safetensors", 200, message)
+
+
+def test_the_file_name_a_server_suggests():
+    both = head_with(
+        Content_Disposition='attachment; filename="cafe.safetensors"; '
+        "filename*=UTF-8''caf%C3%A9%20v2.safetensors"
+    )
+    assert both.filename == "café v2.safetensors"  # RFC 2231 beats the ASCII fallback
+    plain = head_with(Content_Disposition='attachment; filename="detail.safetensors"')
+    assert plain.filename == "detail.safetensors"
+    # Raw UTF-8 in the header (common), which http.client hands over decoded as Latin-1.
+    raw = 'attachment; filename="café.safetensors"'.encode().decode("latin-1")
+    assert head_with(Content_Disposition=raw).filename == "café.safetensors"
+    assert head_with().filename == "fallback name.safetensors"  # else the URL's last part

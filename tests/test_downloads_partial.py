@@ -108,3 +108,18 @@ def test_without_pwrite_as_on_windows_blocks_still_land_in_order(tmp_path, monke
         partial.discard_hasher()
     assert (tmp_path / "t.part").read_bytes() == data
     assert hashes["sha256"] == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_a_buffer_is_handed_out_again_until_something_is_appended(tmp_path):
+    # A read that failed before its first byte appends nothing; the retry must not be given a
+    # buffer the digest threads may still be reading.
+    partial = opened(tmp_path / "t.part", direct_io=False)
+    try:
+        first = partial.buffer()
+        assert partial.buffer().obj is first.obj
+        first[:10] = b"0123456789"
+        partial.append(first[:10])
+        assert partial.buffer().obj is not first.obj
+    finally:
+        partial.close()
+        partial.discard_hasher()

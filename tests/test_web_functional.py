@@ -167,6 +167,18 @@ def test_tab_appears_and_typing_filters(
     assert "sha256" in drawer.text_content()
     shot(page, "03-detail-drawer")
 
+    # Closed and opened again, the panel is built anew while the type folders are still on
+    # their way from the server: the list and the filter must both say "loras".
+    button = page.locator("[data-tab=model-shelf]")
+    button.click()
+    page.wait_for_selector("[data-testid=model-shelf-panel]", state="detached")
+    button.click()
+    page.wait_for_function(
+        "document.querySelector('[data-testid=model-count]')?.textContent === '2 models'"
+    )
+    wait_rows(page, ["loras/detail-tweaker.safetensors", "loras/styles/anime-style.safetensors"])
+    page.wait_for_function("document.querySelector('[data-filter=type]').value === 'loras'")
+
 
 def test_download_shows_moving_progress_pause_resume_and_the_model(
     host: ThreadedApp, page: Any, shelf: Shelf, tmp_path: Path

@@ -279,6 +279,7 @@ class DownloadEngine:
         job = self._jobs.get(task_id)
         if job is not None and job.interrupt == _PAUSE:
             job.interrupt = None
+            job.cancel_hashing.clear()  # else a bandwidth-limit wait would never wait again
         self.wake()
         task = self._with_progress(task, counted)
         self._publish_later(task)
@@ -403,7 +404,8 @@ class DownloadEngine:
                 partial_file.discard_hasher()
             self._parked.clear()
             self._running.clear()
-            self._pool.shutdown(wait=True)
+            # Off the loop: a thread may still be making a connection that a stop gave up on.
+            await asyncio.to_thread(self._pool.shutdown, True)
             self._loop = None
             self._finished.set()
 
@@ -727,11 +729,15 @@ class DownloadEngine:
         )
         job.body = body
         try:
-            head = await self._blocking(body.open)
+            head = await self._open(job, body)
             if not await self._accept(job, body, head, offset, host):
-                await self._blocking(self._receive, job, body)
-        except (RemoteError, OfflineError):
-            raise  # typed by the transport; `_fetch` counts it against the host
+                await self._copy(job, body)
+        except (RemoteError, OfflineError) as exc:
+            # Typed by the transport; `_fetch` counts it against the host that failed. When that
+            # was a redirect's target, the host we asked answered: give its probe back.
+            if host_of(exc.url or url) != host:
+                self.breaker.release(host)
+            raise
         except TransferInterrupted:
             self.breaker.release(host)
             job.check()
@@ -812,6 +818,37 @@ class DownloadEngine:
         if total is not None:
             await self._check_space(job, total)
         return False
+
+    async def _open(self, job: _Job, body: BodyStream) -> ResponseHead:
+        """`BodyStream.open` in a worker thread. A stop asked meanwhile does not wait for a
+        connection still being made (DNS, TCP, TLS can take the whole connect timeout): the
+        thread is left to finish, and the stream closes itself once it sees the interrupt."""
+        assert self._loop is not None and self._pool is not None
+        opening = self._loop.run_in_executor(self._pool, body.open)
+        while True:
+            job.wakeup.clear()  # `request` (on this loop) sets interrupt, then wakeup
+            if job.interrupt is not None:
+                opening.cancel()
+                job.check()
+            waking = asyncio.ensure_future(job.wakeup.wait())
+            try:
+                await asyncio.wait({opening, waking}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waking.cancel()
+            if opening.done():
+                return opening.result()
+
+    async def _copy(self, job: _Job, body: BodyStream) -> None:
+        """`_receive` in a worker thread. If this coroutine is cancelled, the worker is
+        interrupted and awaited first: nothing may close the partial file under its writes."""
+        assert self._loop is not None and self._pool is not None
+        receiving = self._loop.run_in_executor(self._pool, self._receive, job, body)
+        try:
+            await asyncio.shield(receiving)
+        except asyncio.CancelledError:
+            body.interrupt()
+            await asyncio.wait({receiving})
+            raise
 
     def _receive(self, job: _Job, body: BodyStream) -> None:
         """Copy the body into the partial file (in a worker thread), a block at a time.

@@ -184,15 +184,14 @@ class PartialFile:
     def buffer(self) -> memoryview:
         """A `BLOCK_BYTES` view to read the next bytes of the file into, then pass to `append`.
 
-        Buffers are reused in turn; one handed out earlier must not be written to after the next
-        `RING_BUFFERS - 1` appends (the digest threads may still be reading it).
+        The same buffer until something is appended: buffers are reused in turn, one per
+        append, so that none is overwritten while the digest threads may still read it.
         """
         if not self._buffers:
             # Anonymous maps are page-aligned; the extra block keeps room for the skew below.
             size = BLOCK_BYTES + DIRECT_IO_ALIGN
             self._buffers = [mmap.mmap(-1, size) for _ in range(RING_BUFFERS)]
         buffer = self._buffers[self._turn]
-        self._turn = (self._turn + 1) % len(self._buffers)
         # Start at the file offset's place within a block, so that the block-aligned middle of
         # what is read lies at an aligned address too: the direct write can take it as it is.
         skew = self.offset % DIRECT_IO_ALIGN if self._direct_fd is not None else 0
@@ -218,6 +217,8 @@ class PartialFile:
         finally:
             if written:
                 self.hasher.update(view[:written])
+                # The next block goes in the next buffer: this one may still be being hashed.
+                self._turn = (self._turn + 1) % RING_BUFFERS
         self._start_writeback()
 
     def _pieces(self, offset: int, length: int) -> list[tuple[int, int, bool]]:

@@ -29,16 +29,18 @@ class BandwidthLimiter:
 
     def read_size(self, wanted: int) -> int:
         """At most a burst's worth of bytes per read, so that pacing stays smooth."""
-        if not self.limited:
+        rate = self.bytes_per_second  # read once: settings may change it meanwhile
+        if rate <= 0:
             return wanted
-        return max(1, min(wanted, int(self.bytes_per_second * BURST_SECONDS)))
+        return max(1, min(wanted, int(rate * BURST_SECONDS)))
 
     def book(self, nbytes: int) -> float:
         """Book ``nbytes`` just read; return the seconds to wait before reading more."""
-        if not self.limited or nbytes <= 0:
+        rate = self.bytes_per_second
+        if rate <= 0 or nbytes <= 0:
             return 0.0
         with self._lock:
             now = time.monotonic()
             start = max(self._next_free, now - BURST_SECONDS)
-            self._next_free = start + nbytes / self.bytes_per_second
+            self._next_free = start + nbytes / rate
             return max(0.0, self._next_free - now)

@@ -13,6 +13,7 @@ sent to another origin, every hop held to `check_secure`) and raises only typed 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import socket
@@ -22,6 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from ..errors import RemoteError, ShelfError
@@ -60,10 +62,25 @@ class ResponseHead:
 
         Not yet safe to use: see `sources.safe_filename`.
         """
-        suggested = self.headers.get_filename()  # decodes RFC 2231 (``filename*=UTF-8''...``)
-        if suggested:
-            return suggested
+        params = self.headers.get_params(header="content-disposition") or []
+        names = [value for key, value in params if key.lower() == "filename" and value]
+        # ``filename*=UTF-8''...`` (RFC 2231, parsed as a tuple) is the real name; a plain
+        # ``filename=`` beside it is the ASCII fallback for old clients.
+        extended = [value for value in names if isinstance(value, tuple)]
+        if extended:
+            return collapse_rfc2231_value(extended[0]) or None
+        if names:
+            return _header_text(str(names[0]))
         return unquote(urlsplit(self.url).path.rsplit("/", 1)[-1]) or None
+
+
+def _header_text(value: str) -> str:
+    """A header value as its sender meant it: http.client decodes headers as Latin-1, but
+    servers put raw UTF-8 in ``Location`` and ``Content-Disposition``."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:  # not UTF-8 after all (or not Latin-1 text): as it came
+        return value
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -106,6 +123,7 @@ class BodyStream:
         self.stall_timeout = stall_timeout
         self.allow_insecure_http = allow_insecure_http
         self._connection: http.client.HTTPConnection | None = None
+        self._sock: socket.socket | None = None
         self._response: http.client.HTTPResponse | None = None
         self._remaining: int | None = None  # body bytes still to come, when the length is known
         self._failure: ShelfError | TransferInterrupted | None = None  # raised by the next read
@@ -122,6 +140,11 @@ class BodyStream:
             `TransferInterrupted`: `interrupt` was called.
         """
         url, headers = self.url, dict(self.headers)
+        parts = urlsplit(url)
+        if parts.username is not None and not any(k.lower() == "authorization" for k in headers):
+            # ``https://user:token@mirror/...``: Basic auth, as browsers and aiohttp send it.
+            userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(userinfo.encode()).decode()
         for _ in range(MAX_REDIRECTS + 1):
             check_secure(url, self.allow_insecure_http)
             connection = self._connect(url)
@@ -130,7 +153,7 @@ class BodyStream:
                 response = connection.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 raise self._error(exc, url) from exc
-            location = response.getheader("Location")
+            location = _header_text(response.getheader("Location") or "")
             if response.status not in _REDIRECT_STATUSES or not location:
                 self._response = response
                 self._remaining = response.length  # None when chunked or until the close
@@ -230,10 +253,11 @@ class BodyStream:
         raise error_for_status(head.url, head.status, head.headers, self.error_text(), request_id)
 
     def interrupt(self) -> None:
-        """Make a blocked `open` or `readinto` return now (thread-safe)."""
+        """Make a blocked `open` or `readinto` return now (thread-safe). A connection still
+        being made (DNS, TCP, TLS) is given up when it is made, or at the connect timeout."""
         with self._lock:
             self._interrupted.set()
-            sock = self._connection.sock if self._connection is not None else None
+            sock = self._sock
             if sock is not None:
                 # The base-class call: a TLS socket's own shutdown would tear down its TLS
                 # state under the reading thread's feet. Already closed: nothing to wake.
@@ -243,7 +267,7 @@ class BodyStream:
     def close(self) -> None:
         with self._lock:
             response, connection = self._response, self._connection
-            self._response = self._connection = None
+            self._response = self._connection = self._sock = None
         if response is not None:
             response.close()
         if connection is not None:
@@ -252,13 +276,17 @@ class BodyStream:
     def _connect(self, url: str) -> http.client.HTTPConnection:
         parts = urlsplit(url)
         host = parts.hostname or ""
+        https = parts.scheme.lower() == "https"
+        # Always a port: without one, http.client looks for it after the last ":" of the host,
+        # which for an IPv6 address (``http://[::1]/...``) is inside the address.
+        port = parts.port or (443 if https else 80)
         connection: http.client.HTTPConnection
-        if parts.scheme.lower() == "https":
+        if https:
             connection = http.client.HTTPSConnection(
-                host, parts.port, timeout=self.connect_timeout, context=ssl.create_default_context()
+                host, port, timeout=self.connect_timeout, context=ssl.create_default_context()
             )
         else:
-            connection = http.client.HTTPConnection(host, parts.port, timeout=self.connect_timeout)
+            connection = http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
         try:
             connection.connect()
         except OSError as exc:
@@ -267,6 +295,10 @@ class BodyStream:
         connection.sock.settimeout(self.stall_timeout)
         with self._lock:
             self._connection = connection
+            # Our own reference: http.client drops ``connection.sock`` as soon as a response
+            # says the connection will close (HTTP/1.0, ``Connection: close``, no length), and
+            # `interrupt` must still reach the socket the body is read from.
+            self._sock = connection.sock
             interrupted = self._interrupted.is_set()
         if interrupted:
             self.close()

@@ -130,12 +130,20 @@ export class LibraryView {
   params() {
     return {
       text: this.search.value.trim(),
-      type: this.typeSelect.value,
-      architecture: this.archSelect.value,
-      tag: this.tagSelect.value,
+      type: this.filterValue(this.typeSelect, "type"),
+      architecture: this.filterValue(this.archSelect, "architecture"),
+      tag: this.filterValue(this.tagSelect, "tag"),
       status: this.statusSelect.value,
       sort: this.sortSelect.value,
     };
+  }
+
+  /** A filter's value; the saved one while its options are still on their way (they come
+   *  from the server), so a reopened sidebar lists what its filters show. */
+  filterValue(select, key) {
+    const saved = this.state[key] ?? "";
+    const arrived = [...select.options].some((o) => o.value === saved);
+    return arrived ? select.value : saved;
   }
 
   query(now = false) {
@@ -152,20 +160,23 @@ export class LibraryView {
   async loadFacets() {
     try {
       const facets = await this.client.facets();
-      this.fillSelect(this.archSelect, "Any architecture", facets.architectures);
-      this.fillSelect(this.tagSelect, "Any tag", facets.tags);
+      this.fillSelect(this.archSelect, "architecture", "Any architecture", facets.architectures);
+      this.fillSelect(this.tagSelect, "tag", "Any tag", facets.tags);
       this.shared.setCount?.("library", facets.total);
     } catch (error) {
       // The list shows the error; filters simply stay as they are.
     }
   }
 
-  fillSelect(select, anyLabel, facets) {
-    const current = select.value;
+  fillSelect(select, key, anyLabel, facets) {
+    const current = this.filterValue(select, key);
     clear(select);
     select.append(option("", anyLabel, current));
     for (const facet of facets) {
       select.append(option(facet.value, `${facet.value} (${facet.count})`, current));
+    }
+    if (current && !facets.some((facet) => facet.value === current)) {
+      select.append(option(current, `${current} (0)`, current)); // the filter shows what applies
     }
   }
 
