@@ -118,3 +118,17 @@ class EngineThread:
             timeout,
             f"task {task_id} to be {'/'.join(states)}",
         )
+
+
+def pause_while_silent(
+    shelf: Shelf, engine: EngineThread, task_id: str, held_at: int
+) -> DownloadTask:
+    """Pause a download whose server went silent after ``held_at`` bytes; return it paused.
+
+    Waits until those bytes are on disk, so that the next read waits for bytes that do not come
+    and only the pause's interrupt can end it (tests give it a long stall timeout).
+    """
+    partial = shelf.layout.partial_dir / f"{task_id}.part"
+    wait_until(lambda: partial.exists() and partial.stat().st_size == held_at)
+    shelf.downloads.pause(task_id)
+    return engine.wait_for(task_id, "paused", timeout=10)

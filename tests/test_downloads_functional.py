@@ -16,7 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from downloads_support import MIB, EngineThread, quick_settings, wait_until
+from downloads_support import (
+    MIB,
+    EngineThread,
+    pause_while_silent,
+    quick_settings,
+    wait_until,
+)
 from remote_server import RemoteServer, sha256_of, write_model_file
 
 from model_shelf.library import ImportMode, Shelf
@@ -499,11 +505,8 @@ def test_a_pause_ends_a_silent_read_on_a_connection_close_response(root, server,
     server.serve("m.safetensors", src, hold_at_byte=8 * MIB, close_connection=True)
     with Shelf.open(root, quick_settings(stall_timeout_seconds=60)) as shelf:
         task = shelf.downloads.add(server.url("m.safetensors"), "checkpoints")
-        partial = shelf.layout.partial_dir / f"{task.id}.part"
         with EngineThread(shelf) as engine:
-            wait_until(lambda: partial.exists() and partial.stat().st_size == 8 * MIB)
-            shelf.downloads.pause(task.id)
-            paused = engine.wait_for(task.id, "paused", timeout=10)
+            paused = pause_while_silent(shelf, engine, task.id, held_at=8 * MIB)
             server.files["m.safetensors"].behaviour.release.set()
     assert paused.bytes_done == 8 * MIB
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from downloads_support import MIB, EngineThread, quick_settings, wait_until
+from downloads_support import MIB, EngineThread, pause_while_silent, quick_settings
 from remote_server import RemoteServer, sha256_of, write_model_file
 
 from model_shelf.library import Shelf
@@ -69,14 +69,9 @@ def test_a_pause_cuts_a_tls_read_short_and_resume_continues(trusted, tls_server,
     served = tls_server.serve("m.safetensors", src, hold_at_byte=8 * MIB)
     with Shelf.open(root, quick_settings(stall_timeout_seconds=60)) as shelf:
         task = shelf.downloads.add(tls_server.url("m.safetensors"), "checkpoints")
-        partial = shelf.layout.partial_dir / f"{task.id}.part"
         with EngineThread(shelf) as engine:
-            # Everything the server sends before holding back is on disk: the next read waits
-            # for bytes that do not come, and only the pause can end it (the stall timeout is a
-            # minute away).
-            wait_until(lambda: partial.exists() and partial.stat().st_size == 8 * MIB)
-            shelf.downloads.pause(task.id)
-            paused = engine.wait_for(task.id, "paused", timeout=10)
+            # Only the pause can end the silent TLS read: the stall timeout is a minute away.
+            paused = pause_while_silent(shelf, engine, task.id, held_at=8 * MIB)
             assert paused.bytes_done == 8 * MIB
             served.behaviour.hold_at_byte = None
             served.behaviour.release.set()
