@@ -111,6 +111,11 @@ class EngineThread:
         if self.error is not None:
             raise self.error
 
+    def call_soon(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the engine's event loop (to keep it busy, say)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(fn)
+
     def wait_for(self, task_id: str, *states: str, timeout: float = 60.0) -> DownloadTask:
         """Wait until the task (as stored) is in one of ``states``."""
         return wait_until(

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -536,3 +537,23 @@ def test_downloads_from_an_ipv6_address(root, tmp_path):
         (done,) = shelf.downloads.run_foreground([task.id])
     assert done.state is TaskState.DONE, done.error_message
     assert done.hashes["sha256"] == f"sha256:{sha256_of(src)}"
+
+
+def test_a_pause_stops_the_read_even_while_the_engines_loop_is_busy(root, server, tmp_path):
+    # Inside ComfyUI the pause comes from a worker thread, and the event loop may be slow to
+    # run anything (the worker holds the interpreter while it cleans up after a prompt). The
+    # read must stop at the pause, not when the loop gets to it.
+    src = model(tmp_path, 96 * MIB)
+    served = server.serve("m.safetensors", src, throttle_bytes_per_second=16 * MIB)
+    with Shelf.open(root, quick_settings()) as shelf:
+        task = shelf.downloads.add(server.url("m.safetensors"), "checkpoints")
+        with EngineThread(shelf) as engine:
+            wait_until(lambda: served.bytes_sent >= 4 * MIB)
+            busy = threading.Event()
+            engine.call_soon(lambda: (busy.set(), time.sleep(1.5)))  # the loop is busy
+            busy.wait(10)
+            shelf.downloads.pause(task.id)
+            sent_at_pause = served.bytes_sent
+            paused = engine.wait_for(task.id, "paused")
+    # Without the read stopping at once, 1.5 s more at 16 MiB/s would have been read.
+    assert paused.bytes_done <= sent_at_pause

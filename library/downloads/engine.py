@@ -165,15 +165,20 @@ class _Job:
 
     def request(self, reason: str) -> None:
         """Ask the job to stop (event-loop thread only): at once, even mid-read or mid-sleep."""
+        self.halt(reason)
+        self.wakeup.set()
+
+    def halt(self, reason: str) -> None:
+        """The part of `request` any thread may do: record it, and end a read in progress."""
         # Cancel beats pause beats stop: a later, weaker request never hides a cancel.
         order = (_LEASE_LOST, _CANCEL, _PAUSE, _STOP)
         if self.interrupt is None or order.index(reason) < order.index(self.interrupt):
             self.interrupt = reason
         self.cancel_hashing.set()
-        self.wakeup.set()
-        if self.body is not None:
+        body = self.body
+        if body is not None:
             # A read waiting for a silent server would otherwise notice only when bytes come.
-            self.body.interrupt()
+            body.interrupt()
 
     def check(self) -> None:
         """Raise if a stop was asked for: `TaskCancelledError` for a cancel."""
@@ -325,6 +330,10 @@ class DownloadEngine:
         job = self._jobs.get(task_id)
         if job is None or loop is None or loop.is_closed():
             return
+        # The read stops now, from this thread: the loop may take a while to run the request
+        # (inside ComfyUI, a worker thread holding the interpreter as it cleans up after a
+        # prompt), and bytes still arriving meanwhile would be read and thrown away.
+        job.halt(reason)
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(job.request, reason)
 
