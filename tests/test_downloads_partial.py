@@ -3,10 +3,12 @@ and hashed as they come, so that the file, the offset and the digests always agr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,24 +36,26 @@ def write_through_buffers(partial: PartialFile, data: bytes, sizes: list[int]) -
         done += size
 
 
-def opened(path: Path, direct_io: bool) -> PartialFile:
+@contextlib.contextmanager
+def opened(path: Path, direct_io: bool) -> Iterator[PartialFile]:
+    """The partial file as the engine holds it: open, locked, its digests matching the disk."""
     partial = PartialFile(path, free_space_margin_bytes=0, direct_io=direct_io)
     partial.open()
-    partial.prepare()
-    return partial
+    try:
+        partial.prepare()
+        yield partial
+    finally:
+        partial.close()
+        partial.discard_hasher()
 
 
 @pytest.mark.parametrize("direct_io", [True, False], ids=["direct", "page-cache"])
 def test_blocks_at_any_offset_land_whole_and_hashed(tmp_path, direct_io):
     data = random.Random(1).randbytes(sum(PIECES))
-    partial = opened(tmp_path / "t.part", direct_io)
-    try:
+    with opened(tmp_path / "t.part", direct_io) as partial:
         write_through_buffers(partial, data, PIECES)
         assert partial.offset == len(data)
         hashes = partial.finish()
-    finally:
-        partial.close()
-        partial.discard_hasher()
     assert (tmp_path / "t.part").read_bytes() == data
     assert hashes["sha256"] == "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -60,21 +64,15 @@ def test_blocks_at_any_offset_land_whole_and_hashed(tmp_path, direct_io):
 def test_direct_io_is_used_on_a_local_disk_and_survives_a_resume_at_an_odd_offset(tmp_path):
     data = random.Random(2).randbytes(sum(PIECES))
     path = tmp_path / "t.part"
-    first = opened(path, direct_io=True)
-    assert first.writes_directly
-    write_through_buffers(first, data[:5001], [5001])  # stops mid-block, as a dropped link does
-    first.close()
-    first.discard_hasher()  # a restart: the running digests are gone
+    with opened(path, direct_io=True) as first:  # closing drops its digests: a restart
+        assert first.writes_directly
+        write_through_buffers(first, data[:5001], [5001])  # stops mid-block, as a link drop does
 
-    again = opened(path, direct_io=True)
-    try:
+    with opened(path, direct_io=True) as again:
         assert again.offset == 5001  # re-read once from disk
         write_through_buffers(again, data[5001:], [len(data) - 5001])
         assert again.writes_directly  # the odd offset did not turn direct I/O off
         hashes = again.finish()
-    finally:
-        again.close()
-        again.discard_hasher()
     assert path.read_bytes() == data
     assert hashes["sha256"] == "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -84,14 +82,10 @@ def test_a_buffer_the_disk_refuses_to_take_directly_is_written_through_the_cache
     # Bytes from anywhere (not `buffer()`) are rarely aligned in memory: the kernel says EINVAL,
     # and the partial file falls back rather than losing the block.
     data = random.Random(3).randbytes(8 * DIRECT_IO_ALIGN)
-    partial = opened(tmp_path / "t.part", direct_io=True)
-    try:
+    with opened(tmp_path / "t.part", direct_io=True) as partial:
         partial.append(memoryview(bytearray(b"x" + data))[1:])  # one byte off every alignment
         partial.append(data)
         hashes = partial.finish()
-    finally:
-        partial.close()
-        partial.discard_hasher()
     assert (tmp_path / "t.part").read_bytes() == data + data
     assert hashes["sha256"] == "sha256:" + hashlib.sha256(data + data).hexdigest()
 
@@ -99,13 +93,9 @@ def test_a_buffer_the_disk_refuses_to_take_directly_is_written_through_the_cache
 def test_without_pwrite_as_on_windows_blocks_still_land_in_order(tmp_path, monkeypatch):
     monkeypatch.delattr(os, "pwrite")
     data = random.Random(4).randbytes(sum(PIECES))
-    partial = opened(tmp_path / "t.part", direct_io=False)
-    try:
+    with opened(tmp_path / "t.part", direct_io=False) as partial:
         write_through_buffers(partial, data, PIECES)
         hashes = partial.finish()
-    finally:
-        partial.close()
-        partial.discard_hasher()
     assert (tmp_path / "t.part").read_bytes() == data
     assert hashes["sha256"] == "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -113,13 +103,9 @@ def test_without_pwrite_as_on_windows_blocks_still_land_in_order(tmp_path, monke
 def test_a_buffer_is_handed_out_again_until_something_is_appended(tmp_path):
     # A read that failed before its first byte appends nothing; the retry must not be given a
     # buffer the digest threads may still be reading.
-    partial = opened(tmp_path / "t.part", direct_io=False)
-    try:
+    with opened(tmp_path / "t.part", direct_io=False) as partial:
         first = partial.buffer()
         assert partial.buffer().obj is first.obj
         first[:10] = b"0123456789"
         partial.append(first[:10])
         assert partial.buffer().obj is not first.obj
-    finally:
-        partial.close()
-        partial.discard_hasher()
