@@ -43,6 +43,8 @@ def test_statuses_map_to_typed_errors_with_url_and_server_message():
     assert "Entry not found" in error.message
     assert "secret" not in error.message  # signed URLs carry credentials: never shown
     assert "https://cdn.example.com/blob/abc" in error.message
+    cdn = error_for_status(SIGNED, 502, {"X-Amz-Cf-Id": "cf-123"})
+    assert "(request id cf-123)" in cdn.message  # what a bug report to the CDN needs
 
     auth = error_for_status(SIGNED, 403, {}, "AccessDenied")
     assert isinstance(auth, AuthRequiredError) and isinstance(auth, PermissionError)

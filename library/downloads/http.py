@@ -151,7 +151,8 @@ def error_for_status(
         status (`int`): 4xx or 5xx.
         headers (`Mapping[str, str]`): response headers (``Retry-After``, ``X-Error-Message``).
         body (`str`, *optional*): the start of the response body, quoted in the message.
-        request_id (`str`, *optional*): the server's request id, for bug reports.
+        request_id (`str`, *optional*): the server's request id, for bug reports; else the one
+            in ``headers`` (``X-Request-Id``, or CloudFront's ``X-Amz-Cf-Id``), if any.
 
     Returns:
         `AuthRequiredError` for 401/403; `RemoteError` otherwise, ``retryable`` for 408, 425,
@@ -160,6 +161,7 @@ def error_for_status(
     shown = display_url(url)
     message = _server_message(headers, body)
     detail = f": {message}" if message else ""
+    request_id = request_id or headers.get("X-Request-Id") or headers.get("X-Amz-Cf-Id")
     if request_id:
         detail += f" (request id {request_id})"
     if status in _AUTH_STATUSES:
@@ -196,13 +198,7 @@ async def raise_for_response(response: aiohttp.ClientResponse) -> None:
             body = raw.decode("utf-8", "replace")
         except (aiohttp.ClientError, asyncio.TimeoutError):
             body = ""  # the status says enough; the body was a courtesy
-    raise error_for_status(
-        str(response.url),
-        response.status,
-        response.headers,
-        body,
-        response.headers.get("X-Request-Id") or response.headers.get("X-Amz-Cf-Id"),
-    )
+    raise error_for_status(str(response.url), response.status, response.headers, body)
 
 
 # Transport errors of huggingface_hub's HTTP client: requests (<1.0), httpx (1.x), httpx2 (2.x).
@@ -246,18 +242,25 @@ def error_for_exception(
             str(getattr(exc, "server_message", "") or ""),
             getattr(exc, "request_id", None),
         )
-    typed = _aiohttp_error(exc, url)
-    if typed is not None:
-        return typed
-    if isinstance(exc, socket.gaierror):
+    if isinstance(exc, (socket.gaierror, *_aiohttp("ClientConnectorDNSError"))):
         return OfflineError(f"cannot resolve {host}: no network or no such host", url=url)
-    if isinstance(exc, ssl.SSLCertVerificationError):
+    tls = (
+        ssl.SSLCertVerificationError,
+        *_aiohttp("ClientConnectorCertificateError", "ClientSSLError"),
+    )
+    if isinstance(exc, tls):
         return RemoteError(f"TLS problem with {host}: {exc}", url=url, retryable=False)
+    if isinstance(exc, _aiohttp("ClientConnectorError")):
+        reason = exc.os_error.strerror or str(exc.os_error)  # type: ignore[attr-defined]
+        return OfflineError(f"cannot reach {host}: {reason.lower()}", url=url)
+    if isinstance(exc, _aiohttp("ConnectionTimeoutError")):
+        return OfflineError(f"cannot reach {host}: connection timed out", url=url)
     if connecting and isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError):
         return OfflineError(f"cannot reach {host}: {(exc.strerror or str(exc)).lower()}", url=url)
-    if isinstance(exc, http.client.IncompleteRead):
+    if isinstance(exc, (http.client.IncompleteRead, *_aiohttp("ClientPayloadError"))):
         return RemoteError(f"{shown}: connection closed before the end of the file", url=url)
-    if isinstance(exc, http.client.RemoteDisconnected | http.client.BadStatusLine):
+    closed = (http.client.RemoteDisconnected, http.client.BadStatusLine)
+    if isinstance(exc, (*closed, *_aiohttp("ServerDisconnectedError"))):
         return RemoteError(f"{host} closed the connection", url=url)
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # a read timeout: the stall
         after = f" for {stall_seconds:g} s" if stall_seconds else ""
@@ -266,7 +269,7 @@ def error_for_exception(
     names = {cls.__name__ for cls in type(exc).__mro__ if cls.__module__ != "builtins"}
     if names & _HF_CONNECT_ERRORS or isinstance(exc, ConnectionRefusedError):
         return OfflineError(f"cannot reach {host}: {exc}", url=url)
-    broken = ConnectionError | http.client.HTTPException
+    broken = (ConnectionError, http.client.HTTPException, *_aiohttp("ClientError"))
     if isinstance(exc, broken) or names & _HF_TRANSPORT_ERRORS:
         return RemoteError(f"connection to {host} failed: {exc}", url=url)
     if isinstance(exc, OSError):
@@ -274,29 +277,8 @@ def error_for_exception(
     return RemoteError(f"request to {shown} failed: {type(exc).__name__}: {exc}", url=url)
 
 
-def _aiohttp_error(exc: BaseException, url: str) -> ShelfError | None:
-    """The typed error for one of aiohttp's errors; None if ``exc`` is not one.
-
-    aiohttp is not imported for this (it takes 0.2 s): if it never was, nothing raised is its.
-    """
+def _aiohttp(*names: str) -> tuple[type[BaseException], ...]:
+    """aiohttp's error classes of these names, to match against; none if aiohttp was never
+    imported (it takes 0.2 s to import, and then nothing raised can be its)."""
     aiohttp = sys.modules.get("aiohttp")
-    if aiohttp is None or not isinstance(exc, aiohttp.ClientError):
-        return None
-    host = host_of(url)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return OfflineError(f"cannot resolve {host}: no network or no such host", url=url)
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return RemoteError(f"TLS problem with {host}: {exc}", url=url, retryable=False)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = exc.os_error.strerror or str(exc.os_error)
-        return OfflineError(f"cannot reach {host}: {reason.lower()}", url=url)
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return OfflineError(f"cannot reach {host}: connection timed out", url=url)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        shown = display_url(url)
-        return RemoteError(f"{shown}: connection closed before the end of the file", url=url)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return RemoteError(f"{host} closed the connection", url=url)
-    if isinstance(exc, TimeoutError):  # aiohttp's sock_read timeout
-        return None  # the stall, worded in one place by the caller
-    return RemoteError(f"connection to {host} failed: {exc}", url=url)
+    return tuple(getattr(aiohttp, name) for name in names) if aiohttp is not None else ()

@@ -249,8 +249,7 @@ class BodyStream:
         """
         if head.status < 400:
             return
-        request_id = head.headers.get("X-Request-Id") or head.headers.get("X-Amz-Cf-Id")
-        raise error_for_status(head.url, head.status, head.headers, self.error_text(), request_id)
+        raise error_for_status(head.url, head.status, head.headers, self.error_text())
 
     def interrupt(self) -> None:
         """Make a blocked `open` or `readinto` return now (thread-safe). A connection still
