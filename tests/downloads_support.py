@@ -111,6 +111,11 @@ class EngineThread:
         if self.error is not None:
             raise self.error
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None
+        return self._loop
+
     def call_soon(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` on the engine's event loop (to keep it busy, say)."""
         assert self._loop is not None

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -497,6 +498,28 @@ def test_pausing_answers_with_the_bytes_already_on_disk(root, server, tmp_path):
     assert paused.bytes_done == 8 * MIB
     published = [e.bytes_done for e in engine.events if e.task_id == task.id]
     assert published == sorted(published), published
+
+
+def test_a_stop_asked_while_the_engine_takes_a_task_is_not_lost(root):
+    # The engine's wake-up was cleared after taking tasks: a stop signalled while a claim
+    # waited in its thread (here: another process holds the queue's write lock) was dropped,
+    # and the engine slept a whole poll interval before seeing it.
+    with Shelf.open(root, quick_settings(poll_interval_seconds=600)) as shelf:
+        lock = sqlite3.connect(shelf.layout.state_db, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            with EngineThread(shelf) as engine:
+                wait_until(
+                    lambda: any(t.name.startswith("shelf-download") for t in threading.enumerate())
+                )
+                stopping = asyncio.run_coroutine_threadsafe(shelf.downloads.stop(), engine.loop)
+                wait_until(lambda: shelf.downloads.engine.is_stopping)
+                lock.execute("ROLLBACK")
+                stopping.result(60)  # without the fix: a 600 s poll interval
+        finally:
+            if lock.in_transaction:
+                lock.execute("ROLLBACK")
+            lock.close()
 
 
 def test_a_pause_ends_a_silent_read_on_a_connection_close_response(root, server, tmp_path):

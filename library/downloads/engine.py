@@ -240,6 +240,9 @@ class DownloadEngine:
         self._stopping: str | None = None
         self._running = threading.Event()
         self._watched: dict[str, tuple[TaskState, int]] = {}
+        # Saves published per task: an answer to pause/cancel/resume, published later on the
+        # loop, is dropped if the task was saved (and published) since it was made.
+        self._saves: dict[str, int] = {}
 
     # -- control from any thread ---------------------------------------------------------------
 
@@ -250,10 +253,11 @@ class DownloadEngine:
             `TaskNotFoundError`: no such task.
         """
         counted = self._bytes_counted(task_id)  # before the signal: the job may end at once
+        saves = self._saves.get(task_id, 0)
         task, _ = self.store.request(task_id, ControlRequest.PAUSE)
         self._signal(task_id, _PAUSE)
         task = self._with_progress(task, counted)
-        self._publish_later(task)
+        self._publish_later(task, saves)
         return task
 
     def cancel(self, task_id: str) -> DownloadTask:
@@ -263,6 +267,7 @@ class DownloadEngine:
             `TaskNotFoundError`: no such task.
         """
         counted = self._bytes_counted(task_id)
+        saves = self._saves.get(task_id, 0)
         task, orphaned = self.store.request(task_id, ControlRequest.CANCEL)
         self._signal(task_id, _CANCEL)
         if orphaned:
@@ -270,7 +275,7 @@ class DownloadEngine:
             self._remove_partial(task, "download cancelled")
         else:
             task = self._with_progress(task, counted)
-        self._publish_later(task)
+        self._publish_later(task, saves)
         return task
 
     def resume(self, task_id: str) -> DownloadTask:
@@ -280,6 +285,7 @@ class DownloadEngine:
             `TaskNotFoundError`: no such task.
         """
         counted = self._bytes_counted(task_id)
+        saves = self._saves.get(task_id, 0)
         task, _ = self.store.request(task_id, None)
         job = self._jobs.get(task_id)
         if job is not None and job.interrupt == _PAUSE:
@@ -287,7 +293,7 @@ class DownloadEngine:
             job.cancel_hashing.clear()  # else a bandwidth-limit wait would never wait again
         self.wake()
         task = self._with_progress(task, counted)
-        self._publish_later(task)
+        self._publish_later(task, saves)
         return task
 
     def apply_settings(self, settings: DownloadSettings) -> None:
@@ -337,19 +343,35 @@ class DownloadEngine:
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(job.request, reason)
 
-    def _publish_later(self, task: DownloadTask) -> None:
+    def _publish_later(self, task: DownloadTask, saves: int) -> None:
+        """Publish a control answer on the loop, after what the job published meanwhile.
+
+        ``saves`` is the task's count of saves when the answer was made: if the job saved since
+        (say, paused with every byte counted), the answer is older news and is dropped; else
+        it goes out with the bytes counted by then, so progress never steps back.
+        """
         loop = self._loop
         if loop is not None and not loop.is_closed() and self._running.is_set():
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.events.publish, snapshot(task))
+                loop.call_soon_threadsafe(self._publish_answer, task, saves)
         else:
             self.events.publish(snapshot(task))
+
+    def _publish_answer(self, task: DownloadTask, saves: int) -> None:
+        if self._saves.get(task.id, 0) != saves:
+            return
+        self.events.publish(snapshot(self._with_progress(task, self._bytes_counted(task.id))))
 
     # -- running -------------------------------------------------------------------------------
 
     @property
     def is_running(self) -> bool:
         return self._running.is_set()
+
+    @property
+    def is_stopping(self) -> bool:
+        """Has `stop` been asked for while `run` is still finishing?"""
+        return self._running.is_set() and self._stopping is not None
 
     async def run(self, *, until_idle: bool = False, only: Collection[str] | None = None) -> None:
         """Work on the queue until `stop` (or, with ``until_idle``, until nothing is left).
@@ -377,6 +399,9 @@ class DownloadEngine:
         heartbeat = asyncio.create_task(self._heartbeat(only_ids), name="model-shelf-heartbeat")
         try:
             while self._stopping is None:
+                # Cleared before the claims, not after: a stop (or a finished worker) signalled
+                # while a claim waits in its thread must end the wait below at once.
+                self._wake.clear()
                 while len(self._jobs) < self.settings.concurrency and self._stopping is None:
                     try:
                         task = await self._blocking(
@@ -395,7 +420,6 @@ class DownloadEngine:
                 idle = until_idle and not self._jobs
                 if idle and not await self._blocking(self._pending, only_ids):
                     break
-                self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(
                         self._wake.wait(), timeout=self.settings.poll_interval_seconds
@@ -513,6 +537,7 @@ class DownloadEngine:
             # The row's count is the last heartbeat's: publishing it would step progress back.
             fields.setdefault("bytes_done", job.partial.offset)
         job.task = await self._blocking(self.store.update, job.task.id, self.owner, **fields)
+        self._saves[job.task.id] = self._saves.get(job.task.id, 0) + 1
         self.events.publish(snapshot(job.task, job.speed.bytes_per_second))
 
     async def _release(self, job: _Job, **fields: Any) -> None:
