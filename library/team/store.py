@@ -210,9 +210,8 @@ class TeamStore:
         Raises:
             `StoreAuthError`, `StoreNotFoundError`, `StoreError`.
         """
-        self._call("check the bucket", "head_bucket", Bucket=self.config.bucket)
-        # A HEAD answers 403 without a reason; a listing says which key problem it is.
-        self._call("list the store", "list_objects_v2", Bucket=self.config.bucket, MaxKeys=1)
+        # A listing, not a HEAD: a HEAD's error has no body to say which problem it is.
+        self._call("check the bucket", "list_objects_v2", Bucket=self.config.bucket, MaxKeys=1)
 
     def manifest(self) -> StoreManifest:
         """What the store holds (an empty manifest for a new store).
