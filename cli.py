@@ -7,6 +7,7 @@ Long work shows a progress bar when stderr is a terminal and stays quiet when pi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -531,6 +532,17 @@ def cmd_serve(shelf: Shelf, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     app = standalone_app(shelf, watch=not args.no_watch)
+    discovery = shelf.team.discovery(args.host, args.port)  # issue #13: opt-in mDNS
+    if discovery is not None:
+
+        async def announce(app: web.Application) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, discovery.start)
+
+        async def withdraw(app: web.Application) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, discovery.stop)
+
+        app.on_startup.append(announce)
+        app.on_cleanup.append(withdraw)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"Model Shelf: http://{shown}:{args.port}/ (library {shelf.root}); Ctrl-C stops",

@@ -32,6 +32,7 @@ from ..errors import (
 from ..hashing import split_digest
 from ..records import ModelKind, ModelRecord, RecordStore
 from ..stored_settings import SettingsFile, StoreConfig, StoreKeys, TeamConfig, mask
+from .discovery import Discovery
 from .peers import PeerDirectory, auth_headers, check_peer_request, get_json, peer_entries
 from .store import PushProgress, PushResult, StoreEntry, StoreManifest, TeamStore
 
@@ -261,6 +262,13 @@ class Team:
         team = self.config()
         team.discovery = enabled
         self.settings.save_team(team)
+
+    def discovery(self, host: str, port: int) -> Discovery | None:
+        """An mDNS announcer and browser for the API at ``host:port`` when discovery is on
+        (`TeamConfig.discovery`); the caller starts and stops it (off the event loop)."""
+        if not self.config().discovery:
+            return None
+        return Discovery(self.directory, host, port)
 
     def peer_urls(self) -> list[str]:
         return self.directory.urls(self.config().peers)
