@@ -493,7 +493,11 @@ class DownloadEngine:
                         job.task.id,
                         self.owner,
                         self.settings.lease_seconds,
-                        job.partial.offset,
+                        # Before the partial file is re-read (while locating, or asking the
+                        # mirrors) its offset is 0: the row keeps its count instead.
+                        job.partial.offset
+                        if job.partial.hasher is not None
+                        else job.task.bytes_done,
                     )
                 except (ShelfError, OSError) as exc:  # a full disk or a locked file: try again
                     log.warning("could not renew the lease of task %s: %s", job.task.id, exc)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -90,6 +91,8 @@ class Team:
         self.catalog = catalog
         self.records = records
         self.directory = peers or PeerDirectory()
+        self._stores: dict[str, TeamStore] = {}
+        self._lock = threading.Lock()
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -190,7 +193,13 @@ class Team:
     def store(self, name: str | None = None) -> TeamStore:
         """Raises `StoreNotFoundError`: no such store (or several, and no name)."""
         config = self._store_config(name)
-        return TeamStore(config, self.settings.team_secrets().store_keys.get(config.name))
+        keys = self.settings.team_secrets().store_keys.get(config.name)
+        with self._lock:
+            cached = self._stores.get(config.name)
+            # A boto3 client takes ~0.1 s to build: kept while the store's settings stay.
+            if cached is None or cached.config != config or cached.keys != keys:
+                cached = self._stores[config.name] = TeamStore(config, keys)
+            return cached
 
     # -- stores --------------------------------------------------------------------------------
 

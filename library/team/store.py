@@ -26,6 +26,7 @@ import base64
 import hashlib
 import logging
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -150,8 +151,9 @@ class TeamStore:
 
     def __init__(self, config: StoreConfig, keys: StoreKeys | None) -> None:
         self.config = config
-        self._keys = keys
+        self.keys = keys
         self._client: Any = None
+        self._client_lock = threading.Lock()
 
     # -- keys of the layout ------------------------------------------------------------------
 
@@ -173,25 +175,28 @@ class TeamStore:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            import boto3
-            from botocore.config import Config
+        with self._client_lock:
+            return self._client or self._make_client()
 
-            keys = self._keys
-            self._client = boto3.client(
-                "s3",
-                endpoint_url=self.config.endpoint,
-                region_name=self.config.region,
-                aws_access_key_id=keys.access_key_id if keys else None,
-                aws_secret_access_key=(keys.secret_access_key.get_secret_value() if keys else None),
-                config=Config(
-                    signature_version="s3v4",
-                    s3={"addressing_style": "path"},  # S3-compatible servers on an IP:port
-                    retries={"max_attempts": 3, "mode": "standard"},
-                    connect_timeout=10,
-                    read_timeout=60,
-                ),
-            )
+    def _make_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        keys = self.keys
+        self._client = boto3.client(
+            "s3",
+            endpoint_url=self.config.endpoint,
+            region_name=self.config.region,
+            aws_access_key_id=keys.access_key_id if keys else None,
+            aws_secret_access_key=keys.secret_access_key.get_secret_value() if keys else None,
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},  # S3-compatible servers on an IP:port
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=10,
+                read_timeout=60,
+            ),
+        )
         return self._client
 
     def _call(self, what: str, method: str, **kwargs: Any) -> Any:
