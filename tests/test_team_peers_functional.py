@@ -26,6 +26,7 @@ from model_shelf.library.downloads import TaskState
 from model_shelf.library.errors import PeerRefusedError
 from model_shelf.library.team.peers import check_peer_request, is_local_network
 from model_shelf.server_routes import standalone_app
+from model_shelf.server_routes.schemas import TaskView
 
 TOKEN = "team-token-for-the-tests-0123"
 
@@ -191,3 +192,20 @@ def test_a_peer_that_vanishes_mid_file_hands_over_to_the_next_source(server, tmp
         assert request.headers["Range"] == f"bytes={4 * MIB}-"
         path = shelf.model_path(shelf.find("loras/half.safetensors"))
         assert sha256_of(path) == vanishing.sha256
+
+
+def test_the_team_routes_show_settings_masked_and_tasks_their_sources(peer, server, tmp_path):
+    shelf_a, app = peer
+    src = shared_model(shelf_a, tmp_path, MIB, 6, "routes.safetensors")
+    status, body = get(f"{app.url}/model-shelf/team", token=None)
+    team = json.loads(body)
+    assert status == 200 and team["token"] == "tea…0123" and TOKEN not in body.decode()
+    assert team["shared"] == 1 and team["stores"] == []
+    status, body = get(f"{app.url}/model-shelf/team/remote", token=None)
+    assert status == 200 and json.loads(body) == []  # A asks no one
+    server.serve("routes.safetensors", src)
+    with machine_b(tmp_path, app.url) as shelf:
+        task = shelf.downloads.add(server.url("routes.safetensors"), sha256=sha256_of(src))
+        (done,) = shelf.downloads.run_foreground([task.id])
+        view = TaskView.of(done)
+    assert view.byte_sources == {"peer": MIB} and view.bytes_saved == MIB

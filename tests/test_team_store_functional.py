@@ -202,6 +202,17 @@ def test_a_file_changed_on_disk_is_not_pushed(root, weed, bucket, tmp_path):
         assert shelf.team.store().blob_size(shelf.find("rot.safetensors").hashes["sha256"]) is None
 
 
+def pushed(
+    root: Path, weed: Seaweed, bucket: str, tmp_path: Path, size: int, seed: int, name: str
+) -> Path:
+    """The first machine imports a model and pushes it to the store."""
+    with Shelf.open(root, quick_settings()) as first:
+        add_store(first, weed, bucket)
+        src = imported(first, tmp_path, size, seed, name)
+        first.team.push([name])
+    return src
+
+
 def second_machine(root2: Path, weed: Seaweed, bucket: str, **settings: object) -> Shelf:
     shelf = Shelf.open(root2, quick_settings(**settings))
     add_store(shelf, weed, bucket)
@@ -211,10 +222,7 @@ def second_machine(root2: Path, weed: Seaweed, bucket: str, **settings: object) 
 def test_a_missing_model_comes_from_the_store_before_the_internet(
     root, weed, bucket, server, tmp_path
 ):
-    with Shelf.open(root, quick_settings()) as first:
-        add_store(first, weed, bucket)
-        src = imported(first, tmp_path, 9 * MIB, 5, "shared.safetensors")
-        first.team.push(["shared.safetensors"])
+    src = pushed(root, weed, bucket, tmp_path, 9 * MIB, 5, "shared.safetensors")
     served = server.serve("shared.safetensors", src)
     digest = sha256_of(src)
     with second_machine(tmp_path / "machine2", weed, bucket) as shelf:
@@ -235,10 +243,7 @@ def test_a_download_from_the_store_killed_with_sigkill_resumes_where_it_stopped(
     root, weed, bucket, server, tmp_path
 ):
     size = 32 * MIB
-    with Shelf.open(root, quick_settings()) as first:
-        add_store(first, weed, bucket)
-        src = imported(first, tmp_path, size, 6, "slow.safetensors")
-        first.team.push(["slow.safetensors"])
+    src = pushed(root, weed, bucket, tmp_path, size, 6, "slow.safetensors")
     served = server.serve("slow.safetensors", src)
     root2 = tmp_path / "machine2"
     second_machine(root2, weed, bucket).close()
@@ -281,10 +286,7 @@ def test_a_download_from_the_store_killed_with_sigkill_resumes_where_it_stopped(
 def test_a_store_that_refuses_our_keys_is_skipped_and_the_internet_serves(
     root, weed, bucket, server, tmp_path
 ):
-    with Shelf.open(root, quick_settings()) as first:
-        add_store(first, weed, bucket)
-        src = imported(first, tmp_path, 3 * MIB, 7, "k.safetensors")
-        first.team.push(["k.safetensors"])
+    src = pushed(root, weed, bucket, tmp_path, 3 * MIB, 7, "k.safetensors")
     served = server.serve("k.safetensors", src)
     with Shelf.open(tmp_path / "machine2", quick_settings()) as shelf:
         add_store(shelf, weed, bucket, secret_access_key="revoked", check=False)
