@@ -7,6 +7,7 @@ Long work shows a progress bar when stderr is a terminal and stays quiet when pi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -256,7 +257,17 @@ class _TaskProgress:
 
 
 def _task_json(task: Any) -> dict[str, Any]:
-    return task.model_dump(mode="json", exclude={"lease_owner", "lease_expires_at", "error_detail"})
+    data = task.model_dump(mode="json", exclude={"lease_owner", "lease_expires_at", "error_detail"})
+    data["bytes_saved"] = task.bytes_saved
+    return data
+
+
+def _byte_sources(task: Any) -> str:
+    """``from peer 1.0 GB, internet 2.0 MB; saved 1.0 GB`` when a peer or store helped."""
+    if not task.bytes_saved:
+        return ""
+    parts = ", ".join(f"{k} {human_size(v)}" for k, v in sorted(task.byte_sources.items()) if v)
+    return f"(from {parts}; saved {human_size(task.bytes_saved)})"
 
 
 def _task_line(task: Any) -> str:
@@ -267,6 +278,7 @@ def _task_line(task: Any) -> str:
     note = task.error_message or task.wait_reason or ""
     if task.error_code:
         note = f"[{task.error_code}] {note}"
+    note = f"{_byte_sources(task)} {note}".strip()
     return f"{task.id}  {task.state.value:11} {done:>21}  {what}  {note}".rstrip()
 
 
@@ -520,6 +532,17 @@ def cmd_serve(shelf: Shelf, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     app = standalone_app(shelf, watch=not args.no_watch)
+    discovery = shelf.team.discovery(args.host, args.port)  # issue #13: opt-in mDNS
+    if discovery is not None:
+
+        async def announce(app: web.Application) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, discovery.start)
+
+        async def withdraw(app: web.Application) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, discovery.stop)
+
+        app.on_startup.append(announce)
+        app.on_cleanup.append(withdraw)
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"Model Shelf: http://{shown}:{args.port}/ (library {shelf.root}); Ctrl-C stops",
@@ -687,6 +710,209 @@ def add_workflow_commands(command: Callable[..., argparse.ArgumentParser]) -> No
     )
 
 
+# -- the team: stores and peers (issue #13) -------------------------------------
+
+
+def _secret_arg(value: str | None) -> str | None:
+    """``-`` reads the secret from stdin (so it stays out of the shell history and ps)."""
+    if value == "-":
+        return sys.stdin.readline().strip()
+    return value
+
+
+def cmd_store_add(shelf: Shelf, args: argparse.Namespace) -> int:
+    view = shelf.team.add_store(
+        args.name,
+        args.url,
+        endpoint=args.endpoint,
+        access_key_id=args.access_key,
+        secret_access_key=_secret_arg(args.secret_key),
+        region=args.region,
+        part_size_bytes=args.part_size_mib * 1024 * 1024 if args.part_size_mib else None,
+        check=not args.no_check,
+    )
+    if args.json:
+        _emit_json(asdict(view))
+    else:
+        where = view.endpoint or "AWS"
+        print(f"store {view.name}: {view.url} at {where} (key {view.access_key_id})")
+    return EXIT_OK
+
+
+def cmd_store_show(shelf: Shelf, args: argparse.Namespace) -> int:
+    views = shelf.team.stores()
+    if args.json:
+        _emit_json([asdict(v) for v in views])
+    elif not views:
+        print("no team stores; add one with: store add NAME s3://bucket/prefix --endpoint URL")
+    for view in [] if args.json else views:
+        print(f"{view.name:16} {view.url}  {view.endpoint or 'AWS'}  key {view.access_key_id}")
+    return EXIT_OK
+
+
+def cmd_store_rm(shelf: Shelf, args: argparse.Namespace) -> int:
+    shelf.team.remove_store(args.name)
+    print(f"removed store {args.name} (its bucket is untouched)")
+    return EXIT_OK
+
+
+def _print_entries(entries: Sequence[Any], where: str = "") -> None:
+    for e in entries:
+        print(f"{e.sha256[7:19]}  {human_size(e.size):>10}  {e.name}{where}")
+
+
+def cmd_store_ls(shelf: Shelf, args: argparse.Namespace) -> int:
+    entries = shelf.team.store_models(args.store, " ".join(args.text) or None)
+    if args.json:
+        _emit_json([e.model_dump(mode="json") for e in entries])
+    else:
+        _print_entries(entries)
+        print(f"{len(entries)} models")
+    return EXIT_OK
+
+
+def cmd_push(shelf: Shelf, args: argparse.Namespace) -> int:
+    def say(line: str) -> None:
+        if not args.json:
+            print(line, flush=True)
+
+    results = shelf.team.push(args.names, args.store, progress=say)
+    if args.json:
+        _emit_json([asdict(r) for r in results])
+    else:
+        for r in results:
+            kept = f", {r.resumed_parts} parts kept from before" if r.resumed_parts else ""
+            print(f"pushed {r.name} ({human_size(r.uploaded_bytes)} sent{kept})")
+    return EXIT_OK
+
+
+def cmd_remote(shelf: Shelf, args: argparse.Namespace) -> int:
+    text = " ".join(args.text).lower()
+    found = [m for m in shelf.remote_models() if text in f"{m.entry.name} {m.entry.sha256}"]
+    if args.json:
+        _emit_json(
+            [{"where": m.where, "label": m.label, **m.entry.model_dump(mode="json")} for m in found]
+        )
+    for m in [] if args.json else found:
+        _print_entries([m.entry], f"  ({m.where} {m.label})")
+    return EXIT_OK
+
+
+def cmd_peers_ls(shelf: Shelf, args: argparse.Namespace) -> int:
+    team = shelf.team
+    config = team.config()
+    data = {
+        "peers": team.peer_urls(),
+        "bad": team.directory.bad(),
+        "discovery": config.discovery,
+        "token": team.masked_token(),
+        "share_all": config.share_all,
+        "shared": [e.name for e in team.shared_models()],
+    }
+    if args.json:
+        _emit_json(data)
+        return EXIT_OK
+    print(f"discovery (mDNS): {'on' if config.discovery else 'off'}; token: {data['token']}")
+    for url in data["peers"]:
+        print(f"peer  {url}")
+    for url, reason in data["bad"].items():
+        print(f"bad   {url}: {reason}")
+    shared = "every model" if config.share_all else ", ".join(data["shared"]) or "nothing"
+    print(f"shared with peers: {shared}")
+    return EXIT_OK
+
+
+def cmd_peers_add(shelf: Shelf, args: argparse.Namespace) -> int:
+    shelf.team.add_peer(args.url)
+    print(f"peer {args.url} added")
+    return EXIT_OK
+
+
+def cmd_peers_rm(shelf: Shelf, args: argparse.Namespace) -> int:
+    shelf.team.remove_peer(args.url)
+    print(f"peer {args.url} removed")
+    return EXIT_OK
+
+
+def cmd_peers_token(shelf: Shelf, args: argparse.Namespace) -> int:
+    token = shelf.team.set_token(_secret_arg(args.set))
+    # Shown once, in full, when made here: the other machines need it (`peers token --set -`).
+    print(token if not args.set else f"team token set ({shelf.team.masked_token()})")
+    return EXIT_OK
+
+
+def cmd_peers_share(shelf: Shelf, args: argparse.Namespace) -> int:
+    names = shelf.team.share(args.names, everything=args.all)
+    print("sharing with peers: " + ", ".join(names))
+    return EXIT_OK
+
+
+def cmd_peers_unshare(shelf: Shelf, args: argparse.Namespace) -> int:
+    shelf.team.unshare(args.names, everything=args.all)
+    print("no longer shared: " + (", ".join(args.names) or "everything"))
+    return EXIT_OK
+
+
+def cmd_peers_discovery(shelf: Shelf, args: argparse.Namespace) -> int:
+    shelf.team.set_discovery(args.state == "on")
+    print(f"mDNS discovery {args.state} (applies when serve or ComfyUI starts)")
+    return EXIT_OK
+
+
+def add_team_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """``store add|ls|show|rm``, ``push``, ``remote``, ``peers ...``."""
+    store = command("store", cmd_store_show, "team stores: S3-compatible buckets")
+    verbs = store.add_subparsers(dest="verb", metavar="VERB")
+
+    def verb(parent: Any, name: str, handler: Callable[..., int], text: str) -> Any:
+        p = parent.add_parser(name, help=text, description=text)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = verb(verbs, "add", cmd_store_add, "add a team store (its bucket is checked first)")
+    p.add_argument("name")
+    p.add_argument("url", metavar="s3://BUCKET/PREFIX")
+    p.add_argument("--endpoint", help="S3-compatible server, e.g. http://10.0.0.5:8333")
+    p.add_argument("--access-key")
+    p.add_argument("--secret-key", help="the secret, or - to read it from stdin")
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--part-size-mib", type=int, help="multipart part size (default 64)")
+    p.add_argument("--no-check", action="store_true", help="save without asking the bucket")
+    p = verb(verbs, "ls", cmd_store_ls, "list (and search) the models a store holds")
+    p.add_argument("text", nargs="*")
+    p.add_argument("--store", help="which store (needed when there are several)")
+    verb(verbs, "show", cmd_store_show, "the configured stores (keys masked)")
+    p = verb(verbs, "rm", cmd_store_rm, "forget a store (the bucket is untouched)")
+    p.add_argument("name")
+
+    p = command("push", cmd_push, "upload models to a team store by sha256 (resumable, verified)")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--store")
+
+    p = command("remote", cmd_remote, "models the team stores and LAN peers hold")
+    p.add_argument("text", nargs="*")
+
+    peers = command("peers", cmd_peers_ls, "LAN peers: list, add, share, token, discovery")
+    verbs = peers.add_subparsers(dest="verb", metavar="VERB")
+    verb(verbs, "ls", cmd_peers_ls, "known peers, what this library shares, the token")
+    p = verb(verbs, "add", cmd_peers_add, "ask this peer too (http://host:port)")
+    p.add_argument("url")
+    p = verb(verbs, "rm", cmd_peers_rm, "stop asking this peer")
+    p.add_argument("url")
+    p = verb(verbs, "token", cmd_peers_token, "make a new team token (or --set one)")
+    p.add_argument("--set", metavar="TOKEN", help="the team's token, or - to read it from stdin")
+    for name, handler, text in (
+        ("share", cmd_peers_share, "serve these models to peers"),
+        ("unshare", cmd_peers_unshare, "stop serving these models to peers"),
+    ):
+        p = verb(verbs, name, handler, text)
+        p.add_argument("names", nargs="*", metavar="NAME")
+        p.add_argument("--all", action="store_true")
+    p = verb(verbs, "discovery", cmd_peers_discovery, "find peers with mDNS (opt-in)")
+    p.add_argument("state", choices=["on", "off"])
+
+
 # -- parser -------------------------------------------------------------------
 
 
@@ -743,6 +969,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_health_commands(command)  # issue #5
     add_serve_command(command)  # issue #6
     add_workflow_commands(command)  # issue #4
+    add_team_commands(command)  # issue #13
     return parser
 
 

@@ -296,3 +296,30 @@ class FetchInterruptedError(ShelfError):
     """Waiting for a download was interrupted; the download is paused, its bytes kept."""
 
     code = "INTERRUPTED"
+
+
+# --- the team: S3 stores and LAN peers (issue #13) ----------------------------
+
+
+class StoreNotFoundError(ShelfError, LookupError):
+    """No team store of that name is configured, or its bucket does not exist."""
+
+    code = "STORE_NOT_FOUND"
+
+
+class StoreAuthError(ShelfError, PermissionError):
+    """The team store refused our keys (wrong access key or secret, or no permission)."""
+
+    code = "STORE_AUTH"
+
+
+class StoreError(ShelfError, ConnectionError):
+    """The team store failed otherwise (unreachable endpoint, an upload that did not verify)."""
+
+    code = "STORE_ERROR"
+
+
+class PeerRefusedError(ShelfError, PermissionError):
+    """A LAN peer request was refused: no or a wrong team token, or not from the local network."""
+
+    code = "PEER_REFUSED"

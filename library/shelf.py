@@ -57,6 +57,7 @@ from .removal import Remover
 from .settings import DownloadSettings, HealthSettings
 from .stored_settings import SettingsFile, StoredLimits, StoredSecrets
 from .sync import Reconciler, SyncReport, scan_folders
+from .team import RemoteModel, Team, TeamSources
 from .verify import Verifier, VerifyResult
 from .watch import Watcher
 from .workflows import LockFetch, Lockfile, LockReport, StampReport, fetch_lock, lock, stamp
@@ -82,6 +83,8 @@ class Shelf:
         self.verifier = Verifier(self.catalog)
         self.reconciler = Reconciler(self.layout, self.catalog, self.importer, self.remover)
         self.last_sync: SyncReport | None = None
+        # issue #13: team stores and LAN peers; the engine asks them first (by sha256).
+        self.team = Team(SettingsFile(self.layout), self.catalog, self.records)
         self.downloads = _open_downloads(self, download_settings)  # issue #3
         self.editor = ModelEditor(self.layout, self.catalog, self.reconciler)  # issue #6
         # issue #5: health services; watching starts only on request (`start_watching`).
@@ -529,6 +532,11 @@ class Shelf:
         """The exact model set of a workflow or API prompt; see `workflows.lock`."""
         return lock(workflow, self)
 
+    def remote_models(self) -> list[RemoteModel]:
+        """What the team stores and LAN peers hold (issue #13): one entry per store or peer
+        and model; one that cannot be asked is left out (and logged). Blocking."""
+        return self.team.remote_models()
+
     def fetch_lock(
         self, lockfile: Lockfile, wait: bool = True, listener: ProgressListener | None = None
     ) -> list[LockFetch]:
@@ -574,5 +582,6 @@ def _open_downloads(shelf: Shelf, settings: DownloadSettings | None) -> Download
         installer,
         delete_files=shelf.remover.delete,
         events=ProgressBus(),
+        mirrors=TeamSources(shelf.team),
     )
     return DownloadService(store, engine, installer, shelf.catalog, settings)

@@ -4,6 +4,8 @@ library (several ComfyUI installs, the CLI, ``serve``) uses them.
 ```
 <root>/.shelf/settings.json   download limits:  {"concurrency": 3, "bandwidth_limit_...": 0}
 <root>/.shelf/secrets.json    credentials (0600): {"hf_token": "...", "civitai_api_key": "..."}
+<root>/.shelf/team.json       team stores and LAN peers (issue #13): `TeamConfig`
+<root>/.shelf/team-secrets.json   their keys and the team token (0600): `TeamSecrets`
 ```
 
 A value stored here wins over the environment and the defaults (it is the later, explicit
@@ -18,7 +20,7 @@ import os
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .errors import SettingsError
 from .fsutil import fsync_dir, storage_errors, temp_sibling
@@ -27,7 +29,11 @@ from .settings import DownloadSettings
 
 SETTINGS_FILENAME = "settings.json"
 SECRETS_FILENAME = "secrets.json"
+TEAM_FILENAME = "team.json"
+TEAM_SECRETS_FILENAME = "team-secrets.json"
 SECRET_FILE_MODE = 0o600
+MIN_PART_BYTES = 5 * 1024 * 1024
+"""S3's smallest multipart part (all but the last)."""
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -48,6 +54,63 @@ class StoredSecrets(BaseModel):
 
     hf_token: SecretStr | None = None
     civitai_api_key: SecretStr | None = None
+
+
+class StoreConfig(BaseModel):
+    """One team store: an S3-compatible bucket (and a key prefix in it)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]+[a-z0-9]$")
+    prefix: str = ""
+    """Keys live under ``<prefix>/`` (no leading or trailing slash); empty for the bucket root."""
+    endpoint: str | None = None
+    """``http(s)://host:port`` of an S3-compatible server (SeaweedFS, MinIO...); None for AWS."""
+    region: str = "us-east-1"
+    part_size_bytes: int = Field(64 * 1024 * 1024, ge=MIN_PART_BYTES, le=5 * 1024**3)
+
+    @field_validator("prefix")
+    @classmethod
+    def _clean_prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if any(part in ("", ".", "..") for part in value.split("/")) and value:
+            raise ValueError("a store prefix may not hold empty, '.' or '..' parts")
+        return value
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+
+class TeamConfig(BaseModel):
+    """Team stores and LAN peers (``team.json``); keys are in `TeamSecrets`."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    stores: list[StoreConfig] = Field(default_factory=list)
+    peers: list[str] = Field(default_factory=list)
+    """Peer base URLs added by hand (``http://192.168.1.20:8765``), asked besides those found."""
+    discovery: bool = False
+    """Announce this library and look for peers with mDNS (opt-in)."""
+    share_all: bool = False
+    """Serve every model of the library to peers (else only those in ``shared``)."""
+    shared: list[str] = Field(default_factory=list)
+    """``sha256:<hex>`` of the models the owner shares with peers."""
+
+
+class StoreKeys(BaseModel):
+    access_key_id: str
+    secret_access_key: SecretStr
+
+
+class TeamSecrets(BaseModel):
+    """Keys of the team stores, by store name, and the token peers share (0600)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    store_keys: dict[str, StoreKeys] = Field(default_factory=dict)
+    team_token: SecretStr | None = None
 
 
 def mask(secret: SecretStr | None) -> str | None:
@@ -74,6 +137,43 @@ class SettingsFile:
     @property
     def secrets_path(self) -> Path:
         return self.layout.state_dir / SECRETS_FILENAME
+
+    @property
+    def team_path(self) -> Path:
+        return self.layout.state_dir / TEAM_FILENAME
+
+    @property
+    def team_secrets_path(self) -> Path:
+        return self.layout.state_dir / TEAM_SECRETS_FILENAME
+
+    def team(self) -> TeamConfig:
+        """Raises `SettingsError`: the file is not valid."""
+        return _validated(TeamConfig, self.team_path, self._read(self.team_path))
+
+    def team_secrets(self) -> TeamSecrets:
+        """Raises `SettingsError`: the file is not valid (the message never holds a secret)."""
+        return _validated(TeamSecrets, self.team_secrets_path, self._read(self.team_secrets_path))
+
+    def save_team(self, team: TeamConfig) -> None:
+        """Replace ``team.json`` (atomically)."""
+        data = team.model_dump(mode="json")
+        self._write(self.team_path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
+
+    def save_team_secrets(self, secrets: TeamSecrets) -> None:
+        """Replace ``team-secrets.json``: an owner-only temporary, renamed."""
+        data = {
+            "store_keys": {
+                name: {
+                    "access_key_id": keys.access_key_id,
+                    "secret_access_key": keys.secret_access_key.get_secret_value(),
+                }
+                for name, keys in secrets.store_keys.items()
+            },
+            "team_token": (
+                secrets.team_token.get_secret_value() if secrets.team_token is not None else None
+            ),
+        }
+        self._write(self.team_secrets_path, json.dumps(data).encode() + b"\n", SECRET_FILE_MODE)
 
     def limits(self) -> StoredLimits:
         """Raises `SettingsError`: the file is not valid."""

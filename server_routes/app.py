@@ -16,15 +16,15 @@ from pathlib import Path
 from aiohttp import web
 
 from ..library import Shelf
-from . import downloads, events, health, imports, models, service, settings, workflows
+from . import downloads, events, health, imports, models, service, settings, team, workflows
 from .context import RouteContext, provide
 from .errors import Handler, error_response, json_errors
-from .guard import SAFE_METHODS, check_state_change, is_upload
+from .guard import SAFE_METHODS, check_state_change, is_peer_route, is_upload, serves_peers
 from .paths import API_PREFIX, PREFIX
 
 log = logging.getLogger("model_shelf.api")
 
-RESOURCES = (models, imports, downloads, health, settings, service, events, workflows)
+RESOURCES = (models, imports, downloads, health, settings, service, events, workflows, team)
 """One module per resource, each with ``routes(ctx) -> list[web.RouteDef]``."""
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -57,6 +57,8 @@ def route_table(ctx: RouteContext) -> list[web.RouteDef]:
     for resource in RESOURCES:
         for route in resource.routes(ctx):
             handler = json_errors(_guarded(route.handler, route.method), ctx.metrics.count_error)
+            if is_peer_route(route.handler):
+                serves_peers(handler)  # the mark survives the wrapping (see `guard.serves_peers`)
             table.append(web.RouteDef(route.method, route.path, handler, route.kwargs))
     return table
 

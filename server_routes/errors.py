@@ -55,6 +55,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "OFFLINE": 502,
     "HOST_UNAVAILABLE": 503,
     "CANCELLED": 409,
+    # the team (issue #13)
+    "STORE_NOT_FOUND": 404,
+    "STORE_AUTH": 403,
+    "STORE_ERROR": 502,
+    "PEER_REFUSED": 403,
     # the server side
     "STORAGE_FULL": 507,
     "ROOT_UNAVAILABLE": 503,

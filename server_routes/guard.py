@@ -88,6 +88,26 @@ def is_upload(handler: object) -> bool:
     return bool(getattr(handler, UPLOAD_MARK, False))
 
 
+PEER_MARK = "_model_shelf_peer"
+
+
+def serves_peers(handler: H) -> H:
+    """Mark ``handler`` as a route for LAN peers (issue #13): the one exemption from the
+    browser-facing checks.
+
+    Other machines reach these routes by this machine's LAN address, so a ``Host`` check (the
+    DNS-rebinding defence, which wants ``localhost``) and per-client rate limits for the page
+    must skip them. They are GET-only, read-only, and guarded instead by their own checks
+    (`Team.check_peer`): a local-network client address and the team token.
+    """
+    setattr(handler, PEER_MARK, True)
+    return handler
+
+
+def is_peer_route(handler: object) -> bool:
+    return bool(getattr(handler, PEER_MARK, False))
+
+
 def check_state_change(request: web.Request, *, upload: bool = False) -> None:
     """Refuse a state-changing request that another site could have sent.
 

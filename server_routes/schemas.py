@@ -119,6 +119,10 @@ class TaskView(BaseModel):
     model_id: str | None
     model_name: str | None
     attempts: int
+    byte_sources: dict[str, int] = Field(default_factory=dict)
+    """Bytes by where they came from: ``peer``, ``store``, ``internet`` (issue #13)."""
+    bytes_saved: int = 0
+    """Bytes that did not come from the internet."""
     created_at: datetime
     finished_at: datetime | None
     seq: int = 0
@@ -156,6 +160,8 @@ class TaskView(BaseModel):
             model_id=task.model_id,
             model_name=task.model_name,
             attempts=task.attempts,
+            byte_sources=task.byte_sources,
+            bytes_saved=task.bytes_saved,
             created_at=task.created_at,
             finished_at=task.finished_at,
             seq=seq,
@@ -243,3 +249,13 @@ class SettingsUpdate(Body):
         if value is not None and not value.isprintable():
             raise ValueError("must be printable text")  # no echo: it is a secret
         return value.strip() if value is not None else None
+
+
+# -- the team: stores and peers (issue #13) ----------------------------------------------------
+
+
+class TeamPush(Body):
+    """``POST /model-shelf/team/push``: models to upload (every pushable one if empty)."""
+
+    names: list[str] = Field(default_factory=list, max_length=10_000)
+    store: str | None = None

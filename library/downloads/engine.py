@@ -43,6 +43,7 @@ from ..errors import (
     AuthRequiredError,
     HashMismatchError,
     HostUnavailableError,
+    InsecureURLError,
     OfflineError,
     RemoteError,
     ShelfError,
@@ -52,6 +53,7 @@ from ..errors import (
 )
 from ..fsutil import require_free_space
 from ..hashing import HashCancelled, Hashes
+from ..records import SourceRef
 from ..settings import DownloadSettings
 from ..sources import RemoteFile, ResolvedSource, resolve_source, safe_filename
 from .breaker import CircuitBreaker
@@ -63,6 +65,7 @@ from .http import (
     parse_content_range,
     unsatisfied_range_total,
 )
+from .mirrors import ByteSource, Mirror, MirrorFinder
 from .partial import PartialFile, PartialLockedError
 from .progress import PUBLISH_INTERVAL_SECONDS, ProgressBus, SpeedMeter, snapshot
 from .tasks import ControlRequest, DownloadTask, TaskState, TaskStore, new_owner_id, utc_now
@@ -135,6 +138,10 @@ class _Wait(Exception):
         self.reason = reason
 
 
+class _Refetch(Exception):
+    """A mirror's bytes did not match the sha256: the partial file was emptied, fetch again."""
+
+
 class _AlreadyInstalled(Exception):
     def __init__(self, model: InstalledModel) -> None:
         super().__init__(model.model_name)
@@ -162,6 +169,11 @@ class _Job:
         self.last_publish = 0.0
         self.cancel_hashing = threading.Event()  # also ends a bandwidth-limit wait
         self.body: BodyStream | None = None  # the body being read, if any
+        # issue #13: where the partial file's bytes came from, and which mirrors sent them.
+        self.byte_sources: dict[str, int] = dict(task.byte_sources)
+        self.mirrors_asked = False
+        self.contributors: list[Mirror] = []
+        self.bad_mirrors: list[Mirror] = []
 
     def request(self, reason: str) -> None:
         """Ask the job to stop (event-loop thread only): at once, even mid-read or mid-sleep."""
@@ -207,6 +219,8 @@ class DownloadEngine:
         installer (`Installer`): places finished files in the library.
         delete_files (`DeleteFiles`): the library's one deletion path, for partial files.
         events (`ProgressBus`, *optional*): where progress is published.
+        mirrors (`MirrorFinder`, *optional*): LAN peers and team stores, asked first for a file
+            whose sha256 is known (issue #13).
     """
 
     def __init__(
@@ -218,8 +232,10 @@ class DownloadEngine:
         installer: Installer,
         delete_files: DeleteFiles,
         events: ProgressBus | None = None,
+        mirrors: MirrorFinder | None = None,
     ) -> None:
         self.store = store
+        self.mirrors = mirrors
         self.partial_dir = partial_dir
         self.quarantine_dir = quarantine_dir
         self.settings = settings
@@ -501,7 +517,11 @@ class DownloadEngine:
                         job.task.id,
                         self.owner,
                         self.settings.lease_seconds,
-                        job.partial.offset,
+                        # Before the partial file is re-read (while locating, or asking the
+                        # mirrors) its offset is 0: the row keeps its count instead.
+                        job.partial.offset
+                        if job.partial.hasher is not None
+                        else job.task.bytes_done,
                     )
                 except (ShelfError, OSError) as exc:  # a full disk or a locked file: try again
                     log.warning("could not renew the lease of task %s: %s", job.task.id, exc)
@@ -536,6 +556,7 @@ class DownloadEngine:
         if job.partial.hasher is not None:
             # The row's count is the last heartbeat's: publishing it would step progress back.
             fields.setdefault("bytes_done", job.partial.offset)
+        fields.setdefault("byte_sources", dict(job.byte_sources))
         job.task = await self._blocking(self.store.update, job.task.id, self.owner, **fields)
         self._saves[job.task.id] = self._saves.get(job.task.id, 0) + 1
         self.events.publish(snapshot(job.task, job.speed.bytes_per_second))
@@ -573,8 +594,13 @@ class DownloadEngine:
             if task.control is ControlRequest.PAUSE:
                 raise _Interrupted(_PAUSE)
             await self._save(job, state=TaskState.DOWNLOADING, wait_reason=None, not_before=None)
-            await self._fetch(job)
-            await self._verify_and_install(job)
+            while True:
+                await self._fetch(job)
+                try:
+                    await self._verify_and_install(job)
+                    break
+                except _Refetch:
+                    continue
         except _Interrupted as stop:
             # A resume may have withdrawn a pause that had already stopped the transfer.
             reason = stop.reason if job.interrupt is not None else _STOP
@@ -602,13 +628,17 @@ class DownloadEngine:
     async def _fetch(self, job: _Job) -> None:
         """Locate and transfer until every byte is in the partial file, retrying as needed."""
         settings = self.settings
+        if await self._from_mirrors(job):
+            return
         while True:
             job.check()
             received_before = job.partial.offset
             try:
                 if job.remote is None:
                     await self._locate(job)
-                await self._transfer(job)
+                    if await self._from_mirrors(job):
+                        return
+                await self._transfer_from(job, "internet")
                 self.breaker.record_success(host_of(job.task.url or job.remote.url))
                 return
             except AuthRequiredError as exc:
@@ -718,15 +748,16 @@ class DownloadEngine:
             require_free_space, job.partial.path, needed, self.settings.free_space_margin_bytes
         )
 
-    async def _transfer(self, job: _Job) -> None:
-        """One request: continue the partial file from its end, to the end of the remote file.
+    async def _transfer(self, job: _Job, mirror: Mirror | None = None) -> None:
+        """One request: continue the partial file from its end, to the end of the remote file
+        (from ``mirror`` when given: content-addressed, so no validator and no change check).
 
         Raises:
             `RemoteError`, `OfflineError`, `AuthRequiredError`: the request failed (typed).
             `HostUnavailableError`: the host's circuit is open.
             `StorageFullError`: the disk filled up.
         """
-        assert job.remote is not None
+        assert job.remote is not None or mirror is not None
         task = job.task
         partial_file = job.partial
         offset = await self._blocking(partial_file.prepare, job.cancel_hashing)
@@ -736,15 +767,20 @@ class DownloadEngine:
             if offset > task.expected_size:
                 await self._blocking(partial_file.restart)
                 offset = 0
-        validator = task.etag or task.last_modified
-        if offset and not (validator or task.expected_sha256 or job.remote.sha256):
+        validator = None if mirror is not None else task.etag or task.last_modified
+        known_sha256 = task.expected_sha256 or (job.remote.sha256 if job.remote else None)
+        if offset and not (validator or known_sha256):
             # Nothing can tell us the server still has the same file: splicing would be a guess.
             log.info("task %s: no validator to resume against; starting over", task.id)
             await self._blocking(partial_file.restart)
             offset = 0
-        url = task.url or job.remote.url
+        if mirror is not None:
+            url, source_headers = mirror.url, mirror.headers
+        else:
+            assert job.remote is not None
+            url, source_headers = task.url or job.remote.url, job.remote.headers
         headers = {
-            **job.remote.headers,
+            **source_headers,
             "User-Agent": USER_AGENT,
             "Accept-Encoding": "identity",  # byte offsets must count the file's own bytes
         }
@@ -759,12 +795,13 @@ class DownloadEngine:
             headers,
             connect_timeout=self.settings.connect_timeout_seconds,
             stall_timeout=self.settings.stall_timeout_seconds,
-            allow_insecure_http=self.settings.allow_insecure_http,
+            allow_insecure_http=self.settings.allow_insecure_http
+            or (mirror is not None and mirror.allow_http),
         )
         job.body = body
         try:
             head = await self._open(job, body)
-            if not await self._accept(job, body, head, offset, host):
+            if not await self._accept(job, body, head, offset, host, mirror):
                 await self._copy(job, body)
         except (RemoteError, OfflineError) as exc:
             # Typed by the transport; `_fetch` counts it against the host that failed. When that
@@ -796,7 +833,13 @@ class DownloadEngine:
             )
 
     async def _accept(
-        self, job: _Job, body: BodyStream, head: ResponseHead, offset: int, host: str
+        self,
+        job: _Job,
+        body: BodyStream,
+        head: ResponseHead,
+        offset: int,
+        host: str,
+        mirror: Mirror | None = None,
     ) -> bool:
         """Check a response against our range request; record its validators before any byte.
 
@@ -820,7 +863,9 @@ class DownloadEngine:
         last_modified = head.headers.get("Last-Modified")
         if head.status == 206:
             content_range = parse_content_range(head.headers.get("Content-Range"))
-            changed = bool(task.etag and strong_etag and strong_etag != task.etag)
+            changed = bool(
+                mirror is None and task.etag and strong_etag and strong_etag != task.etag
+            )
             if content_range is None or content_range.start != offset or changed:
                 # The server ignored If-Range or answered another range: never splice.
                 await self._blocking(partial_file.restart)
@@ -839,10 +884,12 @@ class DownloadEngine:
                 )
                 await self._blocking(partial_file.restart)
             total = head.content_length
-        fields: dict[str, Any] = {"etag": strong_etag, "last_modified": last_modified}
+        fields: dict[str, Any] = {}
+        if mirror is None:  # a mirror's validators are not the source's
+            fields.update(etag=strong_etag, last_modified=last_modified)
         if total is not None:
             fields["expected_size"] = total
-        if job.source is not None and job.source.kind == "url":
+        if mirror is None and job.source is not None and job.source.kind == "url":
             # Plain URLs: the response names the file better than the path does.
             fields["filename"] = safe_filename(head.filename) or task.filename
         job.relocated = False
@@ -939,6 +986,9 @@ class DownloadEngine:
         actual = hashes.get("sha256")
         for sha256 in expected:
             if sha256.lower() != actual:
+                if job.contributors:
+                    await self._reject_mirrors(job, sha256, actual)
+                    raise _Refetch()
                 place = await self._blocking(self._quarantine, job)
                 raise HashMismatchError(
                     f"downloaded file does not match: expected {sha256}, got {actual}; "
@@ -959,6 +1009,139 @@ class DownloadEngine:
             error_message=None,
             wait_reason=None,
             finished_at=utc_now(),
+        )
+
+    # -- mirrors: LAN peers and team stores (issue #13) ----------------------------------------
+
+    async def _from_mirrors(self, job: _Job) -> bool:
+        """Fetch the rest of the file from the mirrors that hold its sha256, in turn, each one
+        continuing where the one before stopped. True when the file is complete."""
+        task = job.task
+        sha256 = task.expected_sha256 or (job.remote.sha256 if job.remote else None)
+        if self.mirrors is None or job.mirrors_asked or sha256 is None:
+            return False
+        job.mirrors_asked = True
+        if job.remote is None:  # not located: `_locate` would have checked this
+            existing = await self._blocking(self.installer.find_installed, sha256)
+            if existing is not None:
+                raise _AlreadyInstalled(existing)
+        found = await self._blocking(self.mirrors.find, sha256)
+        for mirror in found:
+            if any(m.kind == mirror.kind and m.label == mirror.label for m in job.bad_mirrors):
+                continue
+            job.check()
+            await self._adopt_metadata(job, mirror, sha256)
+            try:
+                await self._transfer_from(job, mirror.kind, mirror)
+            except (
+                RemoteError,
+                OfflineError,
+                AuthRequiredError,
+                HostUnavailableError,
+                InsecureURLError,
+            ) as exc:
+                log.info(
+                    "task %s: %s %s failed (%s: %s); trying the next source",
+                    task.id,
+                    mirror.kind,
+                    mirror.label,
+                    exc.code,
+                    exc.message,
+                )
+                continue
+            log.info("task %s: fetched from %s %s", task.id, mirror.kind, mirror.label)
+            return True
+        return False
+
+    async def _adopt_metadata(self, job: _Job, mirror: Mirror, sha256: str) -> None:
+        """Before any byte comes from a mirror: what the task does not know yet (its file name,
+        type, size, origin), from the mirror; and the same early refusals as `_locate`."""
+        task = job.task
+        source_ref = task.source_ref or mirror.source_ref
+        if source_ref is None and task.source_kind in ("huggingface", "civitai", "url"):
+            source_ref = SourceRef(kind=task.source_kind, url=task.source).model_dump(mode="json")
+        fields: dict[str, Any] = {
+            "filename": task.filename or mirror.filename,
+            "model_type": task.model_type or mirror.model_type,
+            "source_ref": source_ref,
+        }
+        if task.expected_size is None and mirror.size is not None:
+            fields["expected_size"] = mirror.size
+        await self._save(job, **fields)
+        if job.remote is None and source_ref is not None:
+            remote = RemoteFile(
+                url=mirror.url,
+                source_ref=SourceRef.model_validate(source_ref),
+                sha256=sha256,
+                size=mirror.size,
+                filename=mirror.filename,
+                model_type=mirror.model_type,
+            )
+            await self._blocking(self.installer.check_destination, job.task, remote)
+        size = job.task.expected_size
+        if size is not None:
+            await self._check_space(job, size)
+
+    async def _transfer_from(
+        self, job: _Job, kind: ByteSource, mirror: Mirror | None = None
+    ) -> None:
+        """`_transfer`, counting the bytes it adds by where they came from."""
+        self._reconcile_sources(job, kind)
+        before = job.partial.offset
+        try:
+            await self._transfer(job, mirror)
+        finally:
+            after = job.partial.offset
+            if after < before:  # started over: the bytes counted so far are gone
+                job.byte_sources, job.contributors, before = {}, [], 0
+            if after > before:
+                job.byte_sources[kind] = job.byte_sources.get(kind, 0) + after - before
+                if mirror is not None and mirror not in job.contributors:
+                    job.contributors.append(mirror)
+
+    @staticmethod
+    def _reconcile_sources(job: _Job, kind: ByteSource) -> None:
+        """Make the counts add up to the bytes on disk: after a crash the row's counts are the
+        last save's. Bytes counted nowhere are put on the source about to continue (after a
+        restart the same source order applies, so it is most likely the one that sent them)."""
+        offset = job.partial.offset
+        counted = sum(job.byte_sources.values())
+        if offset == counted:
+            return
+        if offset == 0:
+            job.byte_sources = {}
+        elif offset > counted:
+            job.byte_sources[kind] = job.byte_sources.get(kind, 0) + offset - counted
+        else:
+            excess = counted - offset
+            for name in sorted(job.byte_sources, key=job.byte_sources.__getitem__, reverse=True):
+                cut = min(excess, job.byte_sources[name])
+                job.byte_sources[name] -= cut
+                excess -= cut
+            job.byte_sources = {k: v for k, v in job.byte_sources.items() if v}
+
+    async def _reject_mirrors(self, job: _Job, expected: str, actual: str | None) -> None:
+        """Mirrors sent bytes that did not hash to ``expected``: never ask them again for this
+        task, report them, and empty the partial file (which bytes were wrong cannot be told)."""
+        for mirror in job.contributors:
+            log.warning(
+                "task %s: %s %s sent bytes that do not match %s (got %s); marked bad",
+                job.task.id,
+                mirror.kind,
+                mirror.label,
+                expected,
+                actual,
+            )
+            job.bad_mirrors.append(mirror)
+            await self._blocking(self.mirrors.mark_bad, mirror, f"sent bytes hashing to {actual}")
+        labels = ", ".join(f"{m.kind} {m.label}" for m in job.contributors)
+        job.contributors, job.byte_sources, job.mirrors_asked = [], {}, False
+        await self._blocking(job.partial.restart)
+        await self._save(
+            job,
+            state=TaskState.DOWNLOADING,
+            bytes_done=0,
+            wait_reason=f"{labels} sent wrong bytes (rejected by sha256); fetching again",
         )
 
     def _quarantine(self, job: _Job) -> Path:
@@ -984,7 +1167,11 @@ class DownloadEngine:
                 job.partial.discard_hasher()
                 await self._blocking(self._remove_partial, task, "download cancelled")
                 await self._release(
-                    job, state=TaskState.CANCELLED, bytes_done=0, finished_at=utc_now()
+                    job,
+                    state=TaskState.CANCELLED,
+                    bytes_done=0,
+                    byte_sources={},
+                    finished_at=utc_now(),
                 )
                 return
             self._park(job)
@@ -1019,6 +1206,7 @@ class DownloadEngine:
                 model_name=model.model_name,
                 hashes=model.hashes,
                 bytes_done=0,
+                byte_sources={},
                 wait_reason=f"already in the library as {model.model_name}",
                 finished_at=utc_now(),
             )

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from .tasks import DownloadTask, TaskState
 
@@ -37,6 +37,8 @@ class ProgressEvent:
     """The wait reason or error, when there is one."""
     error_code: str | None = None
     model_name: str | None = None
+    byte_sources: dict[str, int] = field(default_factory=dict)
+    """Bytes by where they came from: ``peer``, ``store``, ``internet`` (issue #13)."""
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -116,4 +118,5 @@ def snapshot(task: DownloadTask, speed: float = 0.0) -> ProgressEvent:
         message=task.error_message or task.wait_reason,
         error_code=task.error_code,
         model_name=task.model_name,
+        byte_sources=dict(task.byte_sources),
     )

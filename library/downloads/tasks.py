@@ -106,6 +106,8 @@ class DownloadTask(BaseModel):
     """``type/name`` of the model in the library once done."""
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    byte_sources: dict[str, int] = Field(default_factory=dict)
+    """Bytes of the partial file by where they came from: ``peer``, ``store``, ``internet``."""
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     finished_at: datetime | None = None
@@ -119,6 +121,11 @@ class DownloadTask(BaseModel):
         return self.state in (TaskState.DOWNLOADING, TaskState.VERIFYING)
 
     @property
+    def bytes_saved(self) -> int:
+        """Bytes that came from a LAN peer or a team store instead of the internet."""
+        return sum(n for kind, n in self.byte_sources.items() if kind != "internet")
+
+    @property
     def partial_name(self) -> str:
         """File name of the task's partial data under ``.shelf/partial/``."""
         return f"{self.id}.part"
@@ -126,7 +133,7 @@ class DownloadTask(BaseModel):
 
 # Columns in table order. JSON columns are stored as text; everything else maps 1:1.
 _COLUMNS: tuple[str, ...] = tuple(DownloadTask.model_fields)
-_JSON_COLUMNS = frozenset({"source_ref", "hashes"})
+_JSON_COLUMNS = frozenset({"source_ref", "hashes", "byte_sources"})
 _UPDATABLE = frozenset(_COLUMNS) - {"id", "source", "source_key", "source_kind", "created_at"}
 
 
@@ -179,8 +186,16 @@ def _migration_1(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _migration_team_byte_sources(db: sqlite3.Connection) -> None:
+    """Issue #13: where each task's bytes came from (peer, store, internet)."""
+    db.execute("ALTER TABLE tasks ADD COLUMN byte_sources TEXT NOT NULL DEFAULT '{}'")
+
+
 # Numbered steps, N -> N+1; PRAGMA user_version says how far the file got.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _migration_1,
+    _migration_team_byte_sources,
+]
 
 
 def _to_row(task: DownloadTask) -> list[object]:

@@ -8,6 +8,14 @@ import { loadTypeFolders } from "./types.js";
 
 const ACTIVE = new Set(["queued", "downloading", "verifying"]);
 
+/** "peer 1.0 GB, store 2 MB · saved 1.0 GB" when a LAN peer or a team store sent bytes. */
+function fromTeam(sources) {
+  const team = Object.entries(sources ?? {}).filter(([kind, n]) => kind !== "internet" && n > 0);
+  if (!team.length) return "";
+  const saved = team.reduce((sum, [, n]) => sum + n, 0);
+  return `from ${team.map(([kind, n]) => `${kind} ${formatBytes(n)}`).join(", ")} · saved ${formatBytes(saved)}`;
+}
+
 function actionsFor(state) {
   switch (state) {
     case "queued":
@@ -135,6 +143,7 @@ export class DownloadsView {
       message: event.message,
       error_code: event.error_code,
       model_name: event.model_name ?? task.model_name,
+      byte_sources: event.byte_sources ?? task.byte_sources,
       seq: event.seq,
     });
   }
@@ -175,6 +184,7 @@ export class DownloadsView {
       task.total_bytes ? `${formatBytes(task.bytes_done)} / ${formatBytes(task.total_bytes)}` : formatBytes(task.bytes_done),
       task.state === "downloading" ? formatSpeed(task.speed_bytes_per_second) : "",
       task.state === "downloading" ? formatEta(task.eta_seconds) : "",
+      fromTeam(task.byte_sources),
     ].filter(Boolean);
     append(
       row,
