@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .library import HashTiming, ImportMode, ModelRecord, Shelf, ShelfError
+from .library.command import cli_command
 from .library.layout import MODEL_TYPES
 from .library.settings import ROOT_ENV, resolve_root
 from .library.units import human_size
@@ -692,7 +693,7 @@ def add_workflow_commands(command: Callable[..., argparse.ArgumentParser]) -> No
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m model_shelf",
+        prog=cli_command(),
         description="Model Shelf: one verified model library for every ComfyUI install.",
         epilog=f"Library root: --root, else ${ROOT_ENV}, else {resolve_root(None)}",
     )

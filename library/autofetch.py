@@ -37,6 +37,7 @@ from enum import Enum
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .command import cli_command
 from .errors import ShelfError
 from .records import ModelRecord
 from .workflows import (
@@ -163,7 +164,7 @@ def unavailable_message(value: str, model_type: str) -> str:
     """What a person reads when a workflow's model cannot be found or fetched."""
     return (
         f"Model '{value}' ({model_type}) is not in the library and the workflow says nowhere to "
-        f"get it: add it with 'python -m model_shelf add <URL> --type {model_type}' (or the "
+        f"get it: add it with '{cli_command()} add <URL> --type {model_type}' (or the "
         f"Model Shelf sidebar), put the file in a {model_type} folder, or add a models entry "
         "with a url for it to the workflow"
     )
