@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .library import HashTiming, ImportMode, ModelRecord, Shelf, ShelfError
+from .library.command import cli_command
 from .library.layout import MODEL_TYPES
 from .library.settings import ROOT_ENV, resolve_root
 from .library.units import human_size
@@ -92,7 +93,7 @@ def _print_table(records: Sequence[ModelRecord]) -> None:
 def cmd_import(shelf: Shelf, args: argparse.Namespace) -> int:
     path = Path(args.path)
     with progress_bar(_size_of(path), f"import {path.name}") as advance:
-        record = shelf.import_model(
+        batch = shelf.import_path(
             path,
             args.type,
             ImportMode(args.mode),
@@ -101,10 +102,25 @@ def cmd_import(shelf: Shelf, args: argparse.Namespace) -> int:
             progress=advance,
         )
     if args.json:
-        _emit_json(_record_json(record))
+        if len(batch.imported) == 1 and not batch.failed:
+            _emit_json(_record_json(batch.imported[0]))  # one model: as before
+        else:
+            _emit_json(
+                {
+                    "imported": [_record_json(r) for r in batch.imported],
+                    "failed": [
+                        {"path": p, "code": e.code, "message": e.message} for p, e in batch.failed
+                    ],
+                }
+            )
     else:
-        print(f"imported {record.display()} ({human_size(record.size)}, {args.mode})")
-    return EXIT_OK
+        for record in batch.imported:
+            print(f"imported {record.display()} ({human_size(record.size)}, {args.mode})")
+        for failed, error in batch.failed:
+            print(f"not imported: {failed}: [{error.code}] {error.message}", file=sys.stderr)
+        if len(batch.imported) > 1 or batch.failed:
+            print(f"{len(batch.imported)} imported, {len(batch.failed)} not imported")
+    return EXIT_FAILED if batch.failed else EXIT_OK
 
 
 def cmd_adopt(shelf: Shelf, args: argparse.Namespace) -> int:
@@ -918,7 +934,7 @@ def add_team_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m model_shelf",
+        prog=cli_command(),
         description="Model Shelf: one verified model library for every ComfyUI install.",
         epilog=f"Library root: --root, else ${ROOT_ENV}, else {resolve_root(None)}",
     )
@@ -932,7 +948,11 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     types = ", ".join(MODEL_TYPES)
-    p = command("import", cmd_import, "import a model file, sharded set or folder")
+    p = command(
+        "import",
+        cmd_import,
+        "import a model file, sharded set or folder model; a plain folder: each model in it",
+    )
     p.add_argument("path")
     p.add_argument("--type", required=True, help=f"type folder: {types}")
     p.add_argument("--mode", choices=[m.value for m in ImportMode], default="copy")

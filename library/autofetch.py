@@ -37,6 +37,7 @@ from enum import Enum
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .command import cli_command
 from .errors import ShelfError
 from .records import ModelRecord
 from .workflows import (
@@ -163,7 +164,7 @@ def unavailable_message(value: str, model_type: str) -> str:
     """What a person reads when a workflow's model cannot be found or fetched."""
     return (
         f"Model '{value}' ({model_type}) is not in the library and the workflow says nowhere to "
-        f"get it: add it with 'python -m model_shelf add <URL> --type {model_type}' (or the "
+        f"get it: add it with '{cli_command()} add <URL> --type {model_type}' (or the "
         f"Model Shelf sidebar), put the file in a {model_type} folder, or add a models entry "
         "with a url for it to the workflow"
     )
@@ -292,7 +293,24 @@ def execute(fetch_plan: FetchPlan, shelf: Shelf) -> FetchPlan:
     return fetch_plan
 
 
-def rewrite(body: Mapping[str, Any], fetch_plan: FetchPlan, await_class: str) -> dict[str, Any]:
+def loader_label(prompt: Mapping[str, Any], node_id: str) -> str:
+    """The loader as the person sees it on the canvas: its title (the page sends it as
+    ``_meta.title``) or class, and its node id, e.g. ``Load Checkpoint (node 4)``."""
+    node = prompt.get(node_id)
+    node = node if isinstance(node, Mapping) else {}
+    meta = node.get("_meta")
+    title = meta.get("title") if isinstance(meta, Mapping) else None
+    if not isinstance(title, str) or not title.strip():
+        title = node.get("class_type") if isinstance(node.get("class_type"), str) else "A node"
+    return f"{title.strip()} (node {node_id})"
+
+
+def rewrite(
+    body: Mapping[str, Any],
+    fetch_plan: FetchPlan,
+    await_class: str,
+    missing_class: str | None = None,
+) -> dict[str, Any]:
     """The body with the plan applied (the given body is left alone).
 
     Resolved inputs get the listed name. Inputs to fetch are linked to one injected
@@ -304,6 +322,9 @@ def rewrite(body: Mapping[str, Any], fetch_plan: FetchPlan, await_class: str) ->
         body (`Mapping`): the ``/prompt`` body (or a bare API prompt) `plan` was made from.
         fetch_plan (`FetchPlan`): after `execute`.
         await_class (`str`): the class_type of the waiting node.
+        missing_class (`str`, *optional*): the class_type of the failing node (default
+            ``await_class``): ComfyUI titles a run-time error with it. Its ``error`` names
+            the loader that needs the model (`loader_label`) and the model.
     """
     result = dict(body)
     bare = "prompt" not in result
@@ -311,7 +332,7 @@ def rewrite(body: Mapping[str, Any], fetch_plan: FetchPlan, await_class: str) ->
     injected: dict[int, str] = {}  # id(Fetch) -> node id
     counter = 0
 
-    def new_node(inputs: dict[str, str]) -> str:
+    def new_node(inputs: dict[str, str], class_type: str = await_class) -> str:
         nonlocal counter
         while True:
             counter += 1
@@ -319,7 +340,7 @@ def rewrite(body: Mapping[str, Any], fetch_plan: FetchPlan, await_class: str) ->
             if node_id not in prompt:
                 break
         prompt[node_id] = {
-            "class_type": await_class,
+            "class_type": class_type,
             "inputs": inputs,
             "_meta": {"title": "Model Shelf: fetch model"},
         }
@@ -346,14 +367,16 @@ def rewrite(body: Mapping[str, Any], fetch_plan: FetchPlan, await_class: str) ->
                 )
             inputs[model_input.input_name] = [node_id, 0]
         elif planned.availability is Availability.UNAVAILABLE:
+            reason = planned.reason or unavailable_message(model_input.value, model_type)
             node_id = new_node(
                 {
                     "task_id": "",
                     "model_type": model_type,
                     "model": model_input.value,
                     "for_node": model_input.node_id,
-                    "error": planned.reason or unavailable_message(model_input.value, model_type),
-                }
+                    "error": f"{loader_label(prompt, model_input.node_id)}: {reason}",
+                },
+                missing_class or await_class,
             )
             inputs[model_input.input_name] = [node_id, 0]
     if bare:
@@ -371,6 +394,7 @@ __all__ = [
     "ModelResolver",
     "PlannedInput",
     "execute",
+    "loader_label",
     "plan",
     "rewrite",
     "unavailable_message",

@@ -24,6 +24,7 @@ from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from .catalog import Catalog
+from .command import cli_command
 from .downloads.progress import ProgressEvent
 from .downloads.tasks import ControlRequest, DownloadTask, TaskState
 from .errors import (
@@ -371,7 +372,7 @@ def _ended_without_model(task: DownloadTask) -> DownloadFailedError:
     if task.state is TaskState.PAUSED:
         message = (
             f"the download of {what} (task {task.id}) is paused; resume it in the Model Shelf "
-            "sidebar (or 'python -m model_shelf resume') and run again"
+            f"sidebar (or '{cli_command()} resume') and run again"
         )
     elif task.state is TaskState.CANCELLED:
         message = f"the download of {what} (task {task.id}) was cancelled"

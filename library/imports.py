@@ -21,6 +21,7 @@ from .errors import (
     CorruptModelError,
     NameClashError,
     NotAModelError,
+    ShelfError,
     SourceNotFoundError,
     UnsupportedModeError,
 )
@@ -68,6 +69,15 @@ class ModelUnit:
 
     def weight_files(self) -> list[Path]:
         return [p for p in self.members if p.suffix.lower() in MODEL_EXTENSIONS]
+
+
+@dataclass
+class ImportBatch:
+    """What importing a path did: the models imported, and each one that was not (why)."""
+
+    imported: list[ModelRecord] = field(default_factory=list)
+    failed: list[tuple[str, ShelfError]] = field(default_factory=list)
+    """``(path, error)`` of each model left out; the others were imported all the same."""
 
 
 @dataclass

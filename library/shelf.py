@@ -20,6 +20,7 @@ from .downloads.progress import ProgressListener
 from .downloads.tasks import DownloadTask, TaskState
 from .editor import ModelEditor
 from .errors import (
+    CorruptModelError,
     IndexStoreError,
     ModelNotFoundError,
     RecordError,
@@ -46,17 +47,17 @@ from .health import (
 )
 from .health.disk import disk_report
 from .health.report import DiskReport
-from .imports import HashTiming, Importer, ImportMode, UnitHashes, find_unit
+from .imports import HashTiming, ImportBatch, Importer, ImportMode, UnitHashes, find_unit
 from .index import IndexStore, SortOrder
 from .installer import DownloadService, LibraryInstaller, quarantine_dir
 from .layout import Layout, check_type
 from .query import Facets, ModelPage, ModelQuery, run_query
 from .query import facets as query_facets
-from .records import HashState, Health, ModelRecord, RecordStore, SourceRef
+from .records import HashState, Health, ModelKind, ModelRecord, RecordStore, SourceRef
 from .removal import Remover
 from .settings import DownloadSettings, HealthSettings
 from .stored_settings import SettingsFile, StoredLimits, StoredSecrets
-from .sync import Reconciler, SyncReport, scan_folders
+from .sync import Reconciler, SyncReport, scan_folders, units_to_import
 from .team import RemoteModel, Team, TeamSources
 from .verify import Verifier, VerifyResult
 from .watch import Watcher
@@ -169,6 +170,60 @@ class Shelf:
         return self.importer.import_unit(
             unit, model_type, mode, name=name, hashing=hashing, sources=sources, progress=progress
         )
+
+    def import_path(
+        self,
+        path: Path,
+        model_type: str,
+        mode: ImportMode = ImportMode.COPY,
+        *,
+        name: str | None = None,
+        hashing: HashTiming = HashTiming.NOW,
+        progress: ProgressFn | None = None,
+    ) -> ImportBatch:
+        """Import what ``path`` holds (`sync.units_to_import`): one model, or each model of a
+        plain folder, named by its path inside the folder (under ``name/`` if given). A model
+        that cannot be imported is listed in ``failed``; the others are imported all the same.
+
+        Raises:
+            As `import_model`, when ``path`` is one model or holds none.
+        """
+        model_type = check_type(model_type)
+        problems: list[str] = []
+        top = Path(path).absolute()
+        units = units_to_import(top, problems)
+        batch = ImportBatch(
+            failed=[
+                (p.split(": ", 1)[0], CorruptModelError(p, path=p.split(": ", 1)[0]))
+                for p in problems
+            ]
+        )
+        if len(units) == 1 and units[0].path == top:
+            batch.imported.append(
+                self.importer.import_unit(
+                    units[0], model_type, mode, name=name, hashing=hashing, progress=progress
+                )
+            )
+            return batch
+        for unit in units:
+            # A sharded set keeps its shard names: its name is the folder it sits in.
+            where = unit.path.parent if unit.kind is ModelKind.SHARDED else unit.path
+            inside = "" if where == top else where.relative_to(top).as_posix()
+            joined = "/".join(part for part in (name.strip("/") if name else "", inside) if part)
+            try:
+                batch.imported.append(
+                    self.importer.import_unit(
+                        unit,
+                        model_type,
+                        mode,
+                        name=joined or None,
+                        hashing=hashing,
+                        progress=progress,
+                    )
+                )
+            except ShelfError as exc:
+                batch.failed.append((str(unit.path), exc))
+        return batch
 
     def adopt(
         self,

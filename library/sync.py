@@ -143,6 +143,24 @@ def group_units(scan: FolderScan, skip: set[Path], problems: list[str]) -> Itera
         yield unit
 
 
+def units_to_import(path: Path, problems: list[str]) -> list[ModelUnit]:
+    """What importing ``path`` brings in: one model for a file, a sharded set or a folder
+    model (one with ``model_index.json`` or ``config.json``, e.g. diffusers); for a plain
+    folder, each model inside it, grouped as a scan of the library groups them (a folder of
+    2,500 LoRAs is 2,500 models; a sharded set or a diffusers folder inside stays one).
+
+    Raises:
+        As `find_unit` (nothing there, not a model, an incomplete sharded set); a plain
+        folder's incomplete sets are reported in ``problems`` instead.
+    """
+    if not path.is_dir() or any((path / m).is_file() for m in FOLDER_MODEL_MARKERS):
+        return [find_unit(path)]
+    units = list(scan_folders_under(path, problems))
+    if not units and not problems:
+        find_unit(path)  # raises: the folder holds no model file
+    return units
+
+
 def scan_folders_under(top: Path, problems: list[str]) -> Iterator[ModelUnit]:
     """Every model unit under ``top`` (a folder outside the library, e.g. ComfyUI's models)."""
     scan = FolderScan()

@@ -21,6 +21,20 @@ from .types import ANY
 log = logging.getLogger("model_shelf.autofetch")
 
 AWAIT_CLASS = "ModelShelfAwaitModel"
+MISSING_CLASS = "Missing model (Model Shelf)"
+"""The same node, injected where a model is unavailable: the page titles a run-time error with
+the failing node's class name, so this one reads as plain words."""
+
+
+class ModelNotProvided(ModelUnavailableError):
+    """`ModelUnavailableError` as a node raises it. ComfyUI reports an exception's type as
+    ``<module>.<qualname>`` and loads this package from custom_nodes under a module named by
+    its file path (``.../custom_nodes/comfyui-model-shelf.library.errors``): this one is named
+    as the package is known."""
+
+
+ModelNotProvided.__module__ = "model_shelf"
+ModelNotProvided.__qualname__ = ModelNotProvided.__name__ = "ModelUnavailableError"
 
 
 class AwaitModel:
@@ -58,7 +72,7 @@ class AwaitModel:
             ComfyUI's ``InterruptProcessingException``: the run was cancelled (download paused).
         """
         if error or not task_id:
-            raise ModelUnavailableError(error or f"Model '{model}' ({model_type}) is unavailable")
+            raise ModelNotProvided(error or f"Model '{model}' ({model_type}) is unavailable")
         shelf = runtime.current().shelf
         try:
             name = shelf.wait_for_download(
@@ -109,4 +123,4 @@ class AutoFetchHandler:
                     fetch.model_type,
                     fetch.task_id,
                 )
-        return rewrite(json_data, fetch_plan, AWAIT_CLASS)
+        return rewrite(json_data, fetch_plan, AWAIT_CLASS, MISSING_CLASS)

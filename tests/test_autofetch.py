@@ -145,7 +145,10 @@ def test_plan_queue_and_rewrite(shelf: Shelf, tmp_path: Path) -> None:
         "error": "",
     }
     failing = result[result["3"]["inputs"]["lora_name"][0]]
-    assert failing["inputs"]["error"].startswith("Model 'bad-url.safetensors' (loras)")
+    # The failing node names the user's loader (its title, else its class) and the model.
+    assert failing["inputs"]["error"].startswith(
+        "LoraLoader (node 3): Model 'bad-url.safetensors' (loras)"
+    )
     gone = result[result["model-shelf-1"]["inputs"]["vae_name"][0]]
     assert "nowhere to get it" in gone["inputs"]["error"]
     injected = [k for k, v in result.items() if v["class_type"] == "Await"]

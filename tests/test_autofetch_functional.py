@@ -206,16 +206,23 @@ def test_a_model_nobody_describes_fails_its_node_with_a_clear_message(
     running: tuple[ComfyRuntime, Any],
 ) -> None:
     _runtime, server = running
-    handled = server.trigger_on_prompt(prompt_body("sd_xl_base_1.0.safetensors"))
+    body = prompt_body("sd_xl_base_1.0.safetensors")
+    body["prompt"]["1"]["_meta"] = {"title": "Load Checkpoint"}  # as the page sends it
+    handled = server.trigger_on_prompt(body)
 
     checked = execution.validate_prompt(handled["prompt"], MAPPINGS)
     assert checked.valid, checked.node_errors  # not "Value not in list" ...
     run = execution.execute(handled["prompt"], MAPPINGS, checked.outputs)
 
     error = run.error  # ... but the run stops before the loader, saying what to do
-    assert error is not None and error["node_type"] == "ModelShelfAwaitModel"
+    # The page titles the error with the node's class and prints the exception's type: both
+    # in plain words (not ModelShelfAwaitModel, nor the package's path under custom_nodes).
+    assert error is not None and error["node_type"] == "Missing model (Model Shelf)"
+    assert error["exception_type"] == "model_shelf.ModelUnavailableError"
     message = error["exception_message"]
-    assert "'sd_xl_base_1.0.safetensors' (checkpoints)" in message
+    assert message.startswith(
+        "Load Checkpoint (node 1): Model 'sd_xl_base_1.0.safetensors' (checkpoints) is not in"
+    )
     assert "python -m model_shelf add" in message and "models entry with a url" in message
     assert core_nodes.ModelSink.received == []
 

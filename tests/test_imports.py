@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import tree_snapshot
 
-from model_shelf.library import HashTiming, ImportMode
+from model_shelf.library import HashTiming, ImportMode, Shelf
 from model_shelf.library.errors import (
     CorruptModelError,
     NameClashError,
@@ -225,3 +225,50 @@ def test_a_name_without_extension_keeps_the_files(shelf, make_model):
     record = shelf.import_model(make_model(), "checkpoints", name="sdxl/base")
     assert record.name == "sdxl/base.safetensors"
     assert (shelf.root / "checkpoints" / "sdxl" / "base.safetensors").is_file()
+
+
+def test_a_plain_folder_imports_each_model_apart(make_model, tmp_path, capsys):
+    """issue 16: ``import DIR`` of separate files made one model of them all."""
+    from model_shelf.cli import main
+
+    folder = tmp_path / "loras-to-import"
+    for name in ["a.safetensors", "b.safetensors", "styles/c.safetensors"]:
+        make_model(name, folder=folder)
+    for i in (1, 2):  # a sharded set inside stays one model
+        make_model(f"big-0000{i}-of-00002.safetensors", folder=folder / "big")
+    pipe = folder / "pipe"  # and so does a diffusers folder
+    (pipe / "unet").mkdir(parents=True)
+    (pipe / "model_index.json").write_text(json.dumps({"_class_name": "Pipeline"}))
+    make_model("diffusion_pytorch_model.safetensors", folder=pipe / "unet")
+    make_model("incomplete-00001-of-00002.safetensors", folder=folder / "broken")
+    root = tmp_path / "library"
+
+    code = main(["--root", str(root), "import", str(folder), "--type", "loras", "--json"])
+
+    answer = json.loads(capsys.readouterr().out)
+    assert code == 1  # one set was incomplete: named, the rest imported all the same
+    assert sorted(r["name"] for r in answer["imported"]) == [
+        "a.safetensors",
+        "b.safetensors",
+        "big/big-00001-of-00002.safetensors",
+        "pipe",
+        "styles/c.safetensors",
+    ]
+    assert [f["code"] for f in answer["failed"]] == ["CORRUPT_FILE"]
+    assert "incomplete" in answer["failed"][0]["message"]
+    with Shelf.open(root) as opened:
+        kinds = {r.name: r.kind for r in opened.list_models("loras")}
+    assert kinds["pipe"] is ModelKind.FOLDER
+    assert kinds["big/big-00001-of-00002.safetensors"] is ModelKind.SHARDED
+    assert kinds["a.safetensors"] is ModelKind.FILE
+
+
+def test_a_folder_model_or_one_file_is_still_one_model(shelf, make_model, tmp_path):
+    pipe = tmp_path / "pipe"
+    (pipe / "vae").mkdir(parents=True)
+    (pipe / "model_index.json").write_text(json.dumps({"_class_name": "Pipeline"}))
+    make_model("diffusion_pytorch_model.safetensors", folder=pipe / "vae")
+    batch = shelf.import_path(pipe, "diffusers", name="my-pipe")
+    assert [(r.name, r.kind) for r in batch.imported] == [("my-pipe", ModelKind.FOLDER)]
+    single = shelf.import_path(make_model("one.safetensors"), "loras")
+    assert [r.name for r in single.imported] == ["one.safetensors"] and not single.failed

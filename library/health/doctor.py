@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ..catalog import Catalog
+from ..command import cli_command
 from ..layout import Layout
 from ..records import Health, ModelRecord
 from ..settings import HealthSettings
@@ -33,7 +34,7 @@ from .report import (
 MAX_ITEMS = 100
 """Items listed per section (the count is always complete)."""
 
-CLI = "python -m model_shelf"
+CLI = cli_command()
 
 
 def _item(record: ModelRecord) -> HealthItem:

@@ -10,6 +10,10 @@ stand-in of the ComfyUI page that loads our ``web/`` as ComfyUI does.
   ``/scripts/`` serves the stand-in ``app.js``/``api.js`` (ComfyUI_frontend module shapes).
 - A search for ``text=sdx`` is answered 1.5 s late, so a test can check that a late answer to
   an old query never replaces the answer to a newer one.
+- ComfyUI's own ``GET /api/models/{folder}`` (the file names its combos list) and
+  ``GET /api/object_info`` (the loader nodes' definitions, with those names as combo choices)
+  are answered from the library, as ComfyUI lists library folders through ``folder_paths``.
+- ``POST /api/prompt`` keeps each body the page queues in ``app[PROMPTS]`` (nothing is run).
 """
 
 from __future__ import annotations
@@ -32,6 +36,17 @@ from model_shelf.server_routes.comfy import attach
 HERE = Path(__file__).resolve().parent
 SLOW_QUERY = "sdx"
 SLOW_SECONDS = 1.5
+PROMPTS = web.AppKey("prompts", list)
+LOADER_INPUTS = {
+    # node class -> (its model input, the type folder it lists): ComfyUI 0.3.64's nodes.py
+    "CheckpointLoaderSimple": ("ckpt_name", "checkpoints"),
+    "LoraLoader": ("lora_name", "loras"),
+    "VAELoader": ("vae_name", "vae"),
+    "CLIPLoader": ("clip_name", "text_encoders"),
+    "UNETLoader": ("unet_name", "diffusion_models"),
+    "ControlNetLoader": ("control_net_name", "controlnet"),
+    "UpscaleModelLoader": ("model_name", "upscale_models"),
+}
 
 
 @web.middleware
@@ -81,6 +96,28 @@ async def make_host_app(shelf: Shelf, comfy_base: Path) -> web.Application:
         files = sorted(p.relative_to(WEB_DIR).as_posix() for p in WEB_DIR.rglob("*.js"))
         return web.json_response([f"/extensions/model-shelf/{f}" for f in files])
 
+    def listed(folder: str) -> list[str]:
+        return sorted(r.name for r in shelf.list_models(folder))
+
+    async def models(request: web.Request) -> web.Response:
+        folder = request.match_info["folder"]
+        if folder not in {f for _, f in LOADER_INPUTS.values()}:
+            return web.Response(status=404)
+        return web.json_response(await asyncio.to_thread(listed, folder))
+
+    async def object_info(request: web.Request) -> web.Response:
+        def build() -> dict[str, Any]:
+            return {
+                node: {"input": {"required": {name: [listed(folder)]}}}
+                for node, (name, folder) in LOADER_INPUTS.items()
+            }
+
+        return web.json_response(await asyncio.to_thread(build))
+
+    async def prompt(request: web.Request) -> web.Response:
+        app[PROMPTS].append(await request.json())
+        return web.json_response({"prompt_id": str(len(app[PROMPTS])), "number": 0})
+
     async def page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(HERE / "index.html")
 
@@ -94,7 +131,11 @@ async def make_host_app(shelf: Shelf, comfy_base: Path) -> web.Application:
             await ws.close()
         await asyncio.to_thread(api.stop)
 
+    app[PROMPTS] = []
     app.router.add_get("/ws", websocket)
+    app.router.add_get("/api/models/{folder}", models)
+    app.router.add_get("/api/object_info", object_info)
+    app.router.add_post("/api/prompt", prompt)
     app.router.add_get("/api/extensions", extensions)
     app.router.add_get("/", page)
     app.router.add_static("/scripts", HERE / "scripts")

@@ -72,10 +72,15 @@ export function shelfClient(api) {
       }),
     // downloads
     downloads: () => call("/downloads"),
-    addDownload: (source, type, name) =>
+    addDownload: (source, type, name, sha256) =>
       call("/downloads", {
         method: "POST",
-        body: { source, ...(type ? { type } : {}), ...(name ? { name } : {}) },
+        body: {
+          source,
+          ...(type ? { type } : {}),
+          ...(name ? { name } : {}),
+          ...(sha256 ? { sha256 } : {}),
+        },
       }),
     taskAction: (id, action) => call(`/downloads/${enc(id)}/${enc(action)}`, { method: "POST" }),
     allAction: (action) => call(`/downloads/all/${enc(action)}`, { method: "POST" }),

@@ -105,7 +105,10 @@ export class VirtualList {
     for (let i = 0; i < this.pool.length; i += 1) {
       const row = this.pool[i];
       if (i >= wanted) {
+        // Out of use: hidden, and holding no item (it must not open or drag a stale model).
+        if (!row.hidden) this.renderRow(row, null, -1);
         row.hidden = true;
+        delete row.dataset.index;
         continue;
       }
       const index = first + i;

@@ -1,5 +1,6 @@
-// The Model Shelf panel: four views (Library, Downloads, Health, Settings) and import by dropping
-// files anywhere on it. Exports only (see ../common/dom.js); the entry module mounts it.
+// The Model Shelf panel: its views (the VIEWS list below: Library, Downloads, Health, Settings)
+// and import by dropping files anywhere on it. Exports only (see ../common/dom.js); the entry
+// module mounts it.
 
 import { addStylesheet, button, clear, el, icon } from "../common/dom.js";
 import { shelfClient } from "../common/client.js";
@@ -9,6 +10,8 @@ import { HealthView } from "./health.js";
 import { SettingsView } from "./settings.js";
 import { loadTypeFolders } from "./types.js";
 
+// Every view, in tab order: [key, tab label, icon, class]. A view class takes `shared` (below),
+// has `element`, and may have activate() (shown) and destroy(). Add a view by adding a line.
 const VIEWS = [
   ["library", "Library", "pi-th-large", LibraryView],
   ["downloads", "Downloads", "pi-download", DownloadsView],
@@ -17,7 +20,8 @@ const VIEWS = [
 ];
 
 /**
- * Build the panel inside `root`. `env` = {app, api, toast(severity, summary, detail), state}.
+ * Build the panel inside `root`. `env` = {app, api, events (see ../common/events.js),
+ * toast(severity, summary, detail), state}.
  * Returns {destroy()}: removes listeners and timers (the sidebar re-renders on every open).
  */
 export function mountPanel(root, env) {
@@ -29,9 +33,7 @@ export function mountPanel(root, env) {
     client,
     /** api.addEventListener, undone when the panel goes away. */
     on(type, fn) {
-      const handler = (event) => fn(event.detail ?? {});
-      env.api.addEventListener(type, handler);
-      listeners.push(() => env.api.removeEventListener?.(type, handler));
+      listeners.push(env.events.on(type, (detail) => fn(detail ?? {})));
     },
     show: (name) => select(name),
     /** A number on a view's tab (models, active downloads, problems); 0 hides it. */
@@ -43,6 +45,9 @@ export function mountPanel(root, env) {
   const state = env.state ?? {};
 
   clear(root);
+  // The page mounts a custom tab in a bare <div> of no height inside its scrolling sidebar:
+  // make that div fill the sidebar, so the panel scrolls inside itself (see panel.css).
+  root.classList.add("ms-host");
   const tabs = el("nav.ms-tabs", { role: "tablist" });
   const body = el("div.ms-body");
   const dropzone = el("div.ms-dropzone", { hidden: true }, icon("pi-upload"), el("span", {}, "Drop model files to import them"));
@@ -54,9 +59,9 @@ export function mountPanel(root, env) {
   for (const [name, label, iconName] of VIEWS) {
     const tab = el(
       "button.ms-tab",
-      { type: "button", role: "tab", "data-view": name, onclick: () => select(name) },
+      { type: "button", role: "tab", title: label, "data-view": name, onclick: () => select(name) },
       icon(iconName),
-      el("span", {}, label),
+      el("span.ms-tab-label", {}, label),
       el("span.ms-tab-count", { "data-count": name }),
     );
     tabButtons.set(name, tab);
@@ -162,6 +167,7 @@ export function mountPanel(root, env) {
       for (const view of views.values()) view.destroy?.();
       views.clear();
       panel.remove();
+      root.classList.remove("ms-host");
     },
   };
 }

@@ -12,6 +12,17 @@
 // - app.graph (LGraph: add, _nodes, setDirtyCanvas), app.canvas (LGraphCanvas:
 //   convertEventToCanvasOffset), app.canvasEl (the <canvas>), and window.LiteGraph.createNode
 //   with the loader nodes' widgets (as ComfyUI's node definitions declare them).
+// - The sidebar mounts a custom tab as the real one does (SideToolbar.vue + ExtensionSlot.vue):
+//   render(el) gets a bare <div> with no height inside `.sidebar-content-container` (full
+//   height, scrolling).
+// - app.loadGraphData(graphData) (app.ts): extensions' beforeConfigureGraph(graphData,
+//   missingNodeTypes) on a clone of the data, then the graph is built from it (nodes with their
+//   widgets_values and properties; the top-level `models` is not kept), loadedGraphNode(node),
+//   afterConfigureGraph(missingNodeTypes).
+// - app.graphToPrompt() -> {workflow: graph.serialize(), output: the API prompt} and
+//   app.queuePrompt(number) posting it (the workflow rebuilt from the graph, without `models`).
+// - app.refreshComboInNodes() (frontend 1.27): GET /object_info, then each combo widget's
+//   options.values replaced from its input spec; widget values are kept.
 
 import { api } from "./api.js";
 
@@ -25,11 +36,38 @@ const NODE_WIDGETS = {
   UpscaleModelLoader: ["model_name"],
 };
 
+const MODEL_WIDGETS = new Set(["ckpt_name", "lora_name", "vae_name", "clip_name", "unet_name", "control_net_name", "model_name"]);
+
 class LGraphNode {
   constructor(type) {
     this.type = type;
     this.pos = [0, 0];
-    this.widgets = NODE_WIDGETS[type].map((name) => ({ name, value: null, callback: null }));
+    this.properties = {};
+    this.widgets = NODE_WIDGETS[type].map((name) =>
+      MODEL_WIDGETS.has(name)
+        ? { name, type: "combo", value: null, callback: null, options: { values: [] } }
+        : { name, type: "number", value: null, callback: null, options: {} },
+    );
+  }
+
+  /** LGraphNode.configure: id, pos, widget values (positional), properties. */
+  configure(data) {
+    this.id = data.id;
+    this.pos = [...(data.pos ?? [0, 0])];
+    this.properties = structuredClone(data.properties ?? {});
+    (data.widgets_values ?? []).forEach((value, i) => {
+      if (this.widgets[i]) this.widgets[i].value = value;
+    });
+  }
+
+  serialize() {
+    return {
+      id: this.id,
+      type: this.type,
+      pos: [...this.pos],
+      properties: structuredClone(this.properties),
+      widgets_values: this.widgets.map((w) => w.value),
+    };
   }
 }
 
@@ -53,6 +91,19 @@ class LGraph {
 
   setDirtyCanvas() {
     this.dirty += 1;
+  }
+
+  get nodes() {
+    return this._nodes;
+  }
+
+  clear() {
+    this._nodes = [];
+  }
+
+  /** What the real LGraph.serialize keeps: nodes, links, extra; never a top-level `models`. */
+  serialize() {
+    return { version: 0.4, nodes: this._nodes.map((n) => n.serialize()), links: [], extra: {} };
   }
 }
 
@@ -137,6 +188,57 @@ class ComfyApp {
     document.body.dataset.ready = "true";
   }
 
+  async #invoke(method, ...args) {
+    for (const extension of this.extensions) {
+      if (typeof extension[method] === "function") await extension[method](...args, this);
+    }
+  }
+
+  async loadGraphData(graphData) {
+    graphData = structuredClone(graphData);
+    const missingNodeTypes = [];
+    await this.#invoke("beforeConfigureGraph", graphData, missingNodeTypes);
+    this.graph.clear();
+    for (const data of graphData.nodes ?? []) {
+      const node = globalThis.LiteGraph.createNode(data.type);
+      if (!node) {
+        missingNodeTypes.push(data.type);
+        continue;
+      }
+      node.configure(data);
+      this.graph._nodes.push(node);
+    }
+    for (const node of this.graph._nodes) await this.#invoke("loadedGraphNode", node);
+    await this.#invoke("afterConfigureGraph", missingNodeTypes);
+  }
+
+  async graphToPrompt() {
+    const output = {};
+    for (const node of this.graph._nodes) {
+      const inputs = {};
+      for (const widget of node.widgets) inputs[widget.name] = widget.value;
+      output[String(node.id)] = { class_type: node.type, inputs, _meta: { title: node.type } };
+    }
+    return { workflow: this.graph.serialize(), output };
+  }
+
+  async queuePrompt(number) {
+    const prompt = await this.graphToPrompt();
+    return api.queuePrompt(number, prompt);
+  }
+
+  async refreshComboInNodes() {
+    const response = await api.fetchApi("/object_info", { cache: "no-store" });
+    const defs = await response.json();
+    for (const node of this.graph._nodes) {
+      const required = defs[node.type]?.input?.required ?? {};
+      for (const widget of node.widgets) {
+        if (widget.type === "combo" && required[widget.name]) widget.options.values = required[widget.name][0];
+      }
+    }
+    this.combosRefreshed = (this.combosRefreshed ?? 0) + 1;
+  }
+
   toggleTab(tab) {
     const panel = document.getElementById("side-panel");
     if (this.openTab === tab.id) {
@@ -148,9 +250,11 @@ class ComfyApp {
     this.openTab = tab.id;
     const content = document.createElement("div");
     content.className = "sidebar-content-container";
+    const slot = document.createElement("div"); // ExtensionSlot's bare <div>
+    content.append(slot);
     panel.replaceChildren(content);
     panel.hidden = false;
-    tab.render(content);
+    tab.render(slot);
   }
 
   showToast({ severity = "info", summary = "", detail = "", life = 3000 }) {
