@@ -10,3 +10,22 @@ def human_size(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size} B"
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
+          "mib": 1024**2, "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4,
+          "tb": 1000**4, "tib": 1024**4}  # fmt: skip
+
+
+def parse_size(text: str) -> int | None:
+    """``"50GiB"``, ``"1.5 GB"``, ``"2048"`` -> bytes; None if it is not a size."""
+    value = text.strip().lower().replace(" ", "").replace("_", "")
+    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+    factor = _UNITS.get(value[len(number) :])
+    try:
+        amount = float(number)
+    except ValueError:
+        return None
+    if factor is None or amount < 0:
+        return None
+    return int(amount * factor)
