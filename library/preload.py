@@ -61,7 +61,7 @@ def preload_suggestions(
 ) -> list[PreloadSuggestion]:
     """Most used first (see the module)."""
     found: list[PreloadSuggestion] = []
-    present_hashes = {r.sha256 for r in records if r.archived_at is None and r.sha256}
+    present_hashes = {_hex(r.sha256) for r in records if r.archived_at is None and r.sha256}
     present_names = {(r.type, r.name) for r in records if r.archived_at is None}
     for record in records:
         if record.archived_at is None:
@@ -84,14 +84,11 @@ def preload_suggestions(
         )
     seen: set[str] = set()
     for model in sorted(remote, key=lambda m: -m.uses):
-        sha = model.sha256.lower() if model.sha256 else None
+        sha = _hex(model.sha256) if model.sha256 else None
         key = sha or f"{model.type}/{model.name}"
         if model.uses < min_uses or key in seen:
             continue
-        if (sha and sha in {h.lower().removeprefix("sha256:") for h in present_hashes}) or (
-            model.type,
-            model.name,
-        ) in present_names:
+        if (sha and sha in present_hashes) or (model.type, model.name) in present_names:
             continue
         seen.add(key)
         found.append(
@@ -109,3 +106,7 @@ def preload_suggestions(
         )
     found.sort(key=lambda s: (-s.uses, s.name))
     return found
+
+
+def _hex(sha256: str) -> str:
+    return sha256.lower().removeprefix("sha256:")
