@@ -78,7 +78,7 @@ def test_counts_last_use_and_days_are_right_across_a_restart(
 def test_archived_models_come_back_through_the_missing_model_path(
     running: tuple[ComfyRuntime, Any],
     remote: RemoteServer,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     runtime, server = running
     shelf = runtime.shelf
