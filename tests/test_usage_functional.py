@@ -11,7 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from comfy_stubs import execution
+from downloads_support import wait_until
 from remote_server import RemoteServer, sha256_of, write_model_file
+
+# The stand-in ComfyUI with Model Shelf started (``running``) and the file server (``remote``):
+# fixtures shared with the auto-fetch tests, used here as parameters.
 from test_autofetch_functional import MAPPINGS, prompt_body, remote, running  # noqa: F401
 
 from model_shelf.comfy_entry import ComfyRuntime, start
@@ -35,7 +39,9 @@ def run_body(server: Any, body: dict[str, Any], when: float | None = None) -> ex
 
 
 def test_counts_last_use_and_days_are_right_across_a_restart(
-    running: tuple[ComfyRuntime, Any], tmp_path: Path, comfy: Any
+    running: tuple[ComfyRuntime, Any],  # noqa: F811
+    tmp_path: Path,
+    comfy: Any,
 ) -> None:
     runtime, server = running
     shelf = runtime.shelf
@@ -76,8 +82,8 @@ def test_counts_last_use_and_days_are_right_across_a_restart(
 
 
 def test_archived_models_come_back_through_the_missing_model_path(
-    running: tuple[ComfyRuntime, Any],
-    remote: RemoteServer,
+    running: tuple[ComfyRuntime, Any],  # noqa: F811
+    remote: RemoteServer,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     runtime, server = running
@@ -100,13 +106,15 @@ def test_archived_models_come_back_through_the_missing_model_path(
     run = run_body(server, prompt_body("old.safetensors"))
 
     assert run.error is None, run.error
-    back = shelf.get(record.id)  # the same record, whole again
+    # The same record, whole again (the repair finishes when its download's end is announced).
+    back = wait_until(lambda: shelf.index.get(record.id), 30, "the repair to keep the record")
     assert back.archived_at is None and back.health.value == "ok"
     assert sha256_of(shelf.model_path(back)) == sha256_of(src)
 
 
 def test_a_missing_model_fails_its_node_naming_the_closest_alternatives(
-    running: tuple[ComfyRuntime, Any], tmp_path: Path
+    running: tuple[ComfyRuntime, Any],  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     runtime, server = running
     shelf = runtime.shelf
