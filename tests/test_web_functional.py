@@ -415,3 +415,38 @@ def test_usage_view_with_its_charts_and_cleanup_plan(
     page.wait_for_selector(f"[data-testid=cleanup-plan] li[data-item='{idle.display()}']")
     assert "favourite" not in page.locator("[data-testid=cleanup-plan]").text_content()
     shot(page, "13-usage")
+
+
+def test_a_missing_model_offers_alternatives_and_sets_the_widget(
+    host: ThreadedApp, page: Any, shelf: Shelf, tmp_path: Path
+) -> None:
+    """Issue #14: the run failed in Model Shelf's waiting node; picking a stand-in sets the
+    loader's widget to it."""
+    add(shelf, tmp_path, "dreamshaper_8.safetensors", "checkpoints")
+    open_tab(page, host.url)
+    page.evaluate(
+        """async () => {
+            const { app } = await import("/scripts/app.js");
+            const node = LiteGraph.createNode("CheckpointLoaderSimple");
+            node.widgets[0].value = "dreamshaper_7.safetensors";
+            app.graph.add(node);
+            window.__graph = app.graph;
+        }"""
+    )
+    page.evaluate(
+        """async () => {
+            const { api } = await import("/scripts/api.js");
+            api.dispatchEvent(new CustomEvent("execution_error", { detail: {
+                node_type: "ModelShelfAwaitModel",
+                exception_message: "Model 'dreamshaper_7.safetensors' (checkpoints) is missing",
+            } }));
+        }"""
+    )
+    choice = page.locator(
+        "[data-testid=alternatives] [data-alternative='dreamshaper_8.safetensors'] button"
+    )
+    choice.wait_for()
+    shot(page, "14-alternatives")
+    choice.click()
+    assert page.evaluate("window.__graph._nodes[0].widgets[0].value") == "dreamshaper_8.safetensors"
+    assert page.locator("[data-testid=alternatives]").count() == 0
