@@ -380,3 +380,39 @@ def test_sizes() -> None:
     for bad in ("", "GiB", "-1", "5 parsecs"):
         with pytest.raises(InvalidSizeError):
             parse_size(bad)
+
+
+RECORD_ONE_RUN = """
+import sys, time
+from model_shelf.library import Shelf
+from model_shelf.library.comfy_runs import RunReport
+from model_shelf.library.usage import UsageRecorder
+
+with Shelf.open(sys.argv[1]) as shelf:
+    recorder = UsageRecorder(shelf)
+    prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": sys.argv[2]}}}
+    now = time.time()
+    recorder.run_finished(RunReport(sys.argv[3], prompt, ["1"], {}, now, now + 1, "success"))
+    recorder.flush()
+"""
+
+
+def test_several_processes_on_one_root_add_up(
+    shelf: Shelf, add: Callable[..., ModelRecord]
+) -> None:
+    import subprocess
+    import sys
+
+    record = add("shared.safetensors")
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RECORD_ONE_RUN, str(shelf.root), "shared.safetensors", f"p{n}"]
+        )
+        for n in range(3)
+    ]
+    assert [w.wait(120) for w in workers] == [0, 0, 0]
+    item = next(i for i in shelf.usage().items if i.id == record.id)
+    assert item.runs == 3 and item.uses_7d == 3 and item.uses == 3
+    # The sidecar totals are read-modify-write per process (best effort, as before); the log,
+    # one transaction per run, holds every run.
+    assert shelf.records.read(shelf.records.sidecar_path(record)).usage.count >= 1
