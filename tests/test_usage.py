@@ -22,7 +22,7 @@ from model_shelf.library.comfy_paths import FolderPathsBridge
 from model_shelf.library.comfy_runs import RunReport, install_run_hooks
 from model_shelf.library.comfy_settings import ComfySettings
 from model_shelf.library.errors import InvalidSizeError
-from model_shelf.library.preload import RemoteModel
+from model_shelf.library.preload import RemoteListing
 from model_shelf.library.records import SourceRef
 from model_shelf.library.units import parse_size
 from model_shelf.library.usage import UsageRecorder
@@ -344,11 +344,11 @@ def test_preload_suggests_archived_and_remote_models_used_often(
         )
     assert shelf.cleanup(2 * MIB, [gone.id], now=now).archived == [gone.display()]
     remote = [
-        RemoteModel(type="loras", name="team.safetensors", size=5, sha256="ab" * 32,
+        RemoteListing(type="loras", name="team.safetensors", size=5, sha256="ab" * 32,
                     source="https://peer.invalid/team.safetensors", where="peer studio-2", uses=7),
-        RemoteModel(type="checkpoints", name="copy.safetensors", sha256=here.sha256,
+        RemoteListing(type="checkpoints", name="copy.safetensors", sha256=here.sha256,
                     source="https://peer.invalid/copy", where="team store", uses=9),
-        RemoteModel(type="loras", name="rare.safetensors", source="https://peer.invalid/rare",
+        RemoteListing(type="loras", name="rare.safetensors", source="https://peer.invalid/rare",
                     where="team store", uses=1),
     ]  # fmt: skip
     suggestions = shelf.preload_suggestions(remote)

@@ -5,7 +5,7 @@
 import { button, el } from "./dom.js";
 import { shelfClient } from "./client.js";
 
-const AWAIT_NODE = "ModelShelfAwaitModel";
+const AWAIT_NODES = new Set(["ModelShelfAwaitModel", "Missing model (Model Shelf)"]);
 const MISSING = /Model '([^']+)' \(([a-z_]+)\)/;
 
 /** Set every node widget whose value is `missing` to `chosen`; returns how many changed. */
@@ -28,7 +28,7 @@ export function installAlternatives(app, api, toast) {
   const client = shelfClient(api);
   let box = null;
   api.addEventListener("execution_error", async ({ detail }) => {
-    if (detail?.node_type !== AWAIT_NODE) return;
+    if (!AWAIT_NODES.has(detail?.node_type)) return;
     const found = MISSING.exec(detail.exception_message ?? "");
     if (!found) return;
     const [, missing, type] = found;
