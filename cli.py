@@ -23,7 +23,7 @@ from .library import HashTiming, ImportMode, ModelRecord, Shelf, ShelfError
 from .library.command import cli_command
 from .library.layout import MODEL_TYPES
 from .library.settings import ROOT_ENV, resolve_root
-from .library.units import human_size
+from .library.units import human_size, parse_size
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -929,6 +929,116 @@ def add_team_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("state", choices=["on", "off"])
 
 
+# -- usage and advice (issue #14) ---------------------------------------------
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value is not None else "never"
+
+
+def cmd_usage(shelf: Shelf, args: argparse.Namespace) -> int:
+    report = shelf.usage()
+    if args.json:
+        _emit_json(report.model_dump(mode="json"))
+        return EXIT_OK
+    print(
+        f"{report.models} models, {report.used_models} used, {report.runs} runs recorded; "
+        f"never used: {report.never_used_models} ({human_size(report.never_used_bytes)} of "
+        f"{human_size(report.total_bytes)})"
+    )
+    week = sum(d.uses for d in report.days[-7:])
+    print(f"uses in the last 7 days: {week}, in 30 days: {sum(d.uses for d in report.days)}")
+    for item in report.items[: args.limit]:
+        run = f", {item.mean_run_seconds:.1f} s a run" if item.mean_run_seconds else ""
+        print(
+            f"{item.uses:6d}  {item.uses_7d:4d}/7d {item.uses_30d:4d}/30d  "
+            f"{_when(item.last_used):16s}  {human_size(item.size):>10s}  {item.name}{run}"
+        )
+    return EXIT_OK
+
+
+def cmd_cleanup(shelf: Shelf, args: argparse.Namespace) -> int:
+    target = parse_size(args.free)
+    if not args.yes:
+        plan = shelf.cleanup_plan(target)
+        if args.json:
+            _emit_json(plan.model_dump(mode="json"))
+            return EXIT_OK
+        for item in plan.items:
+            print(f"{item.action:8s} {human_size(item.size):>10s}  {item.name}: {item.reason}")
+        print(
+            f"frees {human_size(plan.planned_bytes)} of {human_size(target)} asked"
+            + ("" if plan.enough else " (not enough: nothing else can go safely)")
+            + f"; {plan.recent_kept} used in the last 7 days kept"
+        )
+        if plan.not_refetchable:
+            print(f"never used but not fetchable again (kept): {', '.join(plan.not_refetchable)}")
+        print("run again with --yes to do it" if plan.items else "nothing to do")
+        return EXIT_OK
+    result = shelf.cleanup(target)
+    if args.json:
+        _emit_json(result.model_dump(mode="json"))
+        return EXIT_OK
+    for name in result.archived:
+        print(f"archived {name} (fetched again when a workflow asks for it)")
+    for name in result.deduplicated:
+        print(f"merged {name} (its name is an alias now)")
+    for skipped in result.skipped:
+        print(f"left {skipped}")
+    print(f"{human_size(result.freed_bytes)} freed")
+    return EXIT_OK
+
+
+def cmd_alternatives(shelf: Shelf, args: argparse.Namespace) -> int:
+    found = shelf.alternatives(args.type, args.name)
+    if args.json:
+        _emit_json([a.model_dump(mode="json") for a in found])
+        return EXIT_OK
+    for alternative in found:
+        print(f"{alternative.name}: {alternative.reason}")
+    if not found:
+        print(f"no {args.type} model in the library")
+    return EXIT_OK
+
+
+def cmd_preload(shelf: Shelf, args: argparse.Namespace) -> int:
+    suggestions = shelf.preload_suggestions()
+    if args.fetch is not None or args.all:
+        chosen = [s for s in suggestions if args.all or s.name in (args.fetch or ())]
+        tasks = [shelf.preload(s) for s in chosen]
+        if args.json:
+            _emit_json([t.model_dump(mode="json") for t in tasks])
+        for suggestion, task in zip(chosen, tasks, strict=True):
+            if not args.json:
+                print(f"queued {suggestion.name}: download {task.id}")
+        return EXIT_OK
+    if args.json:
+        _emit_json([s.model_dump(mode="json") for s in suggestions])
+        return EXIT_OK
+    for suggestion in suggestions:
+        print(f"{suggestion.name}: {suggestion.reason}")
+    print("nothing to preload" if not suggestions else "fetch with: preload --fetch NAME")
+    return EXIT_OK
+
+
+def add_usage_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    p = command("usage", cmd_usage, "model uses from ComfyUI runs: per day, workflows, run time")
+    p.add_argument("--limit", type=int, default=50, help="models listed (default 50)")
+    p = command(
+        "cleanup",
+        cmd_cleanup,
+        "what to remove to free space (never a model used in the last 7 days); --yes does it",
+    )
+    p.add_argument("--free", required=True, metavar="SIZE", help="how much: 50GiB, 1.5TB...")
+    p.add_argument("--yes", action="store_true", help="remove them (records kept as stubs)")
+    p = command("alternatives", cmd_alternatives, "closest library models for a missing one")
+    p.add_argument("type")
+    p.add_argument("name")
+    p = command("preload", cmd_preload, "models used often that this library lacks")
+    p.add_argument("--fetch", nargs="*", metavar="NAME", help="queue these downloads")
+    p.add_argument("--all", action="store_true", help="with --fetch: every suggestion")
+
+
 # -- parser -------------------------------------------------------------------
 
 
@@ -990,6 +1100,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_command(command)  # issue #6
     add_workflow_commands(command)  # issue #4
     add_team_commands(command)  # issue #13
+    add_usage_commands(command)  # issue #14
     return parser
 
 

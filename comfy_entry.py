@@ -29,9 +29,10 @@ from types import ModuleType
 
 from .library import Shelf, ShelfError
 from .library.comfy_paths import FolderPathsBridge, Hooks, install_hooks
+from .library.comfy_runs import RunHook, install_run_hooks
 from .library.comfy_settings import ComfySettings, load_comfy_settings
 from .library.settings import resolve_root
-from .library.usage import UsageRecorder
+from .library.usage import SavedWorkflowNames, UsageRecorder
 from .nodes import AutoFetchHandler
 from .nodes import runtime as node_runtime
 from .server_routes.comfy import ComfyApi, attach
@@ -60,6 +61,8 @@ class ComfyRuntime:
     usage: UsageRecorder | None = None
     api: ComfyApi | None = None
     """The HTTP API and the sidebar's events (issue #6); mounted by `start`."""
+    runs: RunHook | None = None
+    """Our wrappers on ComfyUI's prompt queue (issue #14): each finished run is counted."""
     ready: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -92,6 +95,8 @@ class ComfyRuntime:
             self._thread = None
         if self.shelf is not None:
             self.shelf.stop_watching(timeout)  # before the bridge goes: it is a listener
+        if self.runs is not None and self.runs.listener is self.usage:
+            self.runs.listener = None  # the wrappers stay, as pass-throughs
         if self.usage is not None:
             self.usage.stop(timeout)
             self.usage = None
@@ -137,13 +142,16 @@ class ComfyRuntime:
     def _open_library(self) -> None:
         shelf = Shelf.open(self.root)
         self.shelf = shelf
-        usage = UsageRecorder(shelf)
+        workflows = Path(self.folder_paths.get_user_directory()) / "default" / "workflows"
+        usage = UsageRecorder(shelf, workflow_names=SavedWorkflowNames(workflows))
         bridge = FolderPathsBridge(shelf, self.folder_paths, self.settings, usage)
         bridge.install()
         self.usage, self.bridge = usage, bridge
         if self._stop.is_set():
             return
         usage.start()
+        if self.runs is not None:
+            self.runs.listener = usage
         watcher = shelf.start_watching()
         watcher.subscribe(bridge)
         if self.api is not None:
@@ -181,6 +189,8 @@ def start(folder_paths: ModuleType | None = None, server: ModuleType | None = No
     hooks = install_hooks(folder_paths)
     prompt_server = getattr(getattr(server, "PromptServer", None), "instance", None)
     runtime = ComfyRuntime(folder_paths, settings, root, hooks)
+    # Issue #14: uses, per day, per workflow, with run times, from ComfyUI's prompt queue.
+    runtime.runs = install_run_hooks(getattr(prompt_server, "prompt_queue", None))
     if getattr(prompt_server, "routes", None) is not None:  # issue #6: the HTTP API
         runtime.api = attach(
             prompt_server, lambda: runtime.shelf, Path(folder_paths.get_user_directory()), settings

@@ -37,6 +37,7 @@ from enum import Enum
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .alternatives import Alternative, alternatives_text, find_alternatives
 from .command import cli_command
 from .errors import ShelfError
 from .records import ModelRecord
@@ -148,6 +149,8 @@ class PlannedInput:
     fetch: Fetch | None = None
     reason: str | None = None
     """Why it is unavailable, for the person who ran the workflow."""
+    alternatives: list[Alternative] = field(default_factory=list)
+    """Unavailable: the closest library models that could stand in (issue #14)."""
 
 
 @dataclass
@@ -202,7 +205,35 @@ def plan(body: Mapping[str, Any], shelf: Shelf, resolver: ModelResolver) -> Fetc
             planned.fetch = shared
         result.inputs.append(planned)
     result.fetches = list(fetches.values())
+    for planned in result.inputs:
+        if planned.availability is Availability.UNAVAILABLE:
+            _suggest(planned, shelf, result)
     return result
+
+
+def _suggest(planned: PlannedInput, shelf: Shelf, fetch_plan: FetchPlan) -> None:
+    """Name the closest library models in an unavailable input's reason (issue #14)."""
+    model_type = planned.input.model_type
+    if model_type is None:
+        return
+    context = [
+        record
+        for other in fetch_plan.inputs
+        if other.name is not None and other.input.model_type is not None
+        for record in [shelf.index.get_at(other.input.model_type, other.name)]
+        if record is not None
+    ]
+    try:
+        known = next(iter(shelf.index.by_name(planned.input.value, model_type)), None)
+        planned.alternatives = find_alternatives(
+            planned.input.value, model_type, shelf.index.list(model_type), known=known,
+            context=context,
+        )  # fmt: skip
+    except ShelfError as exc:
+        log.warning("Model Shelf: no alternatives for %s: %s", planned.input.value, exc)
+        return
+    if planned.reason is not None:
+        planned.reason += alternatives_text(planned.alternatives)
 
 
 def _plan_one(
@@ -290,6 +321,7 @@ def execute(fetch_plan: FetchPlan, shelf: Shelf) -> FetchPlan:
                 f"Model '{planned.input.value}' ({fetch.model_type}) is not in the library and "
                 f"cannot be fetched from {where}: {fetch.error}"
             )
+            _suggest(planned, shelf, fetch_plan)
     return fetch_plan
 
 

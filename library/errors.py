@@ -247,6 +247,12 @@ class ConfirmationRequiredError(ShelfError, ValueError):
     code = "CONFIRMATION_REQUIRED"
 
 
+class InvalidSizeError(ShelfError, ValueError):
+    """A storage size that cannot be read ("50GiB", "1.5 TB" and plain bytes can)."""
+
+    code = "INVALID_SIZE"
+
+
 class UnsupportedOperationError(ShelfError, ValueError):
     """The operation cannot be done on this model or in this mode (e.g. renaming a sharded set,
     changing the library root of a server started with ``--root``)."""

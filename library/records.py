@@ -100,6 +100,9 @@ class ModelRecord(BaseModel):
     tags: list[str] = Field(default_factory=list)
     probe: ProbeResult = Field(default_factory=ProbeResult)
     usage: Usage = Field(default_factory=Usage)
+    archived_at: datetime | None = None
+    """Set when cleanup removed the files on purpose and kept this record as a re-downloadable
+    stub: a workflow that asks for the model fetches it again from its sources."""
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     verified_at: datetime | None = None

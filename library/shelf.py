@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .adopt import Adopter, AdoptReport
+from .alternatives import Alternative, find_alternatives
 from .catalog import Catalog
+from .cleanup_advice import CleanupPlan, CleanupResult, archive, plan_cleanup
 from .downloads import ProgressBus, TaskStore
 from .downloads.engine import DownloadEngine
 from .downloads.progress import ProgressListener
@@ -51,6 +54,7 @@ from .imports import HashTiming, ImportBatch, Importer, ImportMode, UnitHashes, 
 from .index import IndexStore, SortOrder
 from .installer import DownloadService, LibraryInstaller, quarantine_dir
 from .layout import Layout, check_type
+from .preload import PreloadSuggestion, RemoteListing, preload_suggestions
 from .query import Facets, ModelPage, ModelQuery, run_query
 from .query import facets as query_facets
 from .records import HashState, Health, ModelKind, ModelRecord, RecordStore, SourceRef
@@ -59,6 +63,8 @@ from .settings import DownloadSettings, HealthSettings
 from .stored_settings import SettingsFile, StoredLimits, StoredSecrets
 from .sync import Reconciler, SyncReport, scan_folders, units_to_import
 from .team import RemoteModel, Team, TeamSources
+from .usage_log import UsageStore
+from .usage_report import UsageReport, failing_loads, model_usage, usage_report
 from .verify import Verifier, VerifyResult
 from .watch import Watcher
 from .workflows import LockFetch, Lockfile, LockReport, StampReport, fetch_lock, lock, stamp
@@ -97,6 +103,7 @@ class Shelf:
         self.watcher: Watcher | None = None
         self._unsubscribe_repairs: Callable[[], None] | None = None
         self.fetcher = ModelFetcher(self.downloads, self.catalog, self.records)  # issue #4
+        self.usage_log = UsageStore(self.layout.state_db)  # issue #14: runs and uses
 
     @classmethod
     def open(cls, root: Path, download_settings: DownloadSettings | None = None) -> Shelf:
@@ -117,6 +124,7 @@ class Shelf:
         self.stop_watching()  # issue #5
         self.index.close()
         self.downloads.store.close()  # issue #3
+        self.usage_log.close()  # issue #14
 
     def __enter__(self) -> Shelf:
         return self
@@ -368,10 +376,10 @@ class Shelf:
         """Groups of models with the same content (see `find_duplicates`)."""
         return find_duplicates(self.catalog)
 
-    def dedupe(self, keep: set[str] | None = None) -> DedupeReport:
+    def dedupe(self, keep: set[str] | None = None, only: set[str] | None = None) -> DedupeReport:
         """Keep one copy of each duplicated model; see `Deduplicator.dedupe`."""
         deduplicator = Deduplicator(self.records, self.catalog, self.remover, self.verifier)
-        return deduplicator.dedupe(keep)
+        return deduplicator.dedupe(keep, only)
 
     def purge_ghosts(self, names: set[str] | None = None) -> list[str]:
         """Forget models whose files are gone; see `Cleaner.purge_ghosts`."""
@@ -402,6 +410,7 @@ class Shelf:
             self.downloads.settings.free_space_margin_bytes,
             self._task_state,
             self.hasher,
+            lambda: failing_loads(self.index, self.usage_log),  # issue #14
         )
 
     def _task_state(self, task_id: str) -> str | None:
@@ -597,6 +606,127 @@ class Shelf:
     ) -> list[LockFetch]:
         """Get every model of a lockfile into the library; see `workflows.fetch_lock`."""
         return fetch_lock(lockfile, self, wait, listener)
+
+    # -- usage and advice (issue #14) ----------------------------------------------------------
+
+    def usage(self, now: float | None = None) -> UsageReport:
+        """Uses per model (totals, last use, per day, workflows, run times) and for the whole
+        library (per day, bytes by type, never-used bytes). See `usage_report`."""
+        return usage_report(self.index, self.usage_log, now)
+
+    def cleanup_plan(self, target_bytes: int, now: float | None = None) -> CleanupPlan:
+        """The dry-run list of what to remove to free ``target_bytes`` (see `plan_cleanup`):
+        extra copies of duplicates first, then never or rarely used models that a source can
+        fetch again; never a model used in the last 7 days."""
+        usage = {item.id: item for item in model_usage(self.index, self.usage_log, now)}
+        return plan_cleanup(
+            target_bytes, self.index.list(), usage, self.index.duplicate_groups(), now
+        )
+
+    def cleanup(
+        self, target_bytes: int, ids: Sequence[str] | None = None, now: float | None = None
+    ) -> CleanupResult:
+        """Carry out the plan for ``target_bytes`` (made afresh, so nothing used since the dry
+        run is removed): duplicates are merged (their names become aliases), the others' files
+        are removed and their records kept as re-downloadable stubs.
+
+        Args:
+            target_bytes (`int`): how much to free.
+            ids (`Sequence[str]`, *optional*): only these of the plan's items.
+        """
+        plan = self.cleanup_plan(target_bytes, now)
+        wanted = set(ids) if ids is not None else None
+        items = [i for i in plan.items if wanted is None or i.id in wanted]
+        result = CleanupResult(freed_bytes=0)
+        dupes = {i.name for i in items if i.action == "dedupe"}
+        if dupes:
+            merged = self.dedupe(keep={i.duplicate_of for i in items if i.duplicate_of}, only=dupes)
+            gone = {name for names in merged.merged.values() for name in names}
+            for item in items:
+                if item.action == "dedupe" and item.name in gone:
+                    result.deduplicated.append(item.name)
+                    result.freed_bytes += item.size
+                elif item.action == "dedupe":
+                    result.skipped.append(f"{item.name}: not merged ({'; '.join(merged.skipped)})")
+        for item in items:
+            if item.action != "archive":
+                continue
+            record = self.index.get(item.id)
+            if record is None or record.health is not Health.OK:
+                result.skipped.append(f"{item.name}: changed since the plan was made")
+                continue
+            archive(record, self.records, self.catalog, self.remover)
+            result.archived.append(item.name)
+            result.freed_bytes += item.size
+        return result
+
+    def alternatives(
+        self, model_type: str, name: str, context: Sequence[str] = ()
+    ) -> list[Alternative]:
+        """The closest models the library has for a missing ``type``/``name`` (same kind and
+        architecture first, then name similarity), each with its reason.
+
+        Args:
+            context (`Sequence[str]`): other model names the same workflow uses.
+        """
+        model_type = check_type(model_type)
+        known = next(iter(self.index.by_name(name.replace("\\", "/"), model_type)), None)
+        others = [r for value in context for r in self.catalog.find_all(value)[:1]]
+        return find_alternatives(
+            name, model_type, self.index.list(model_type), known=known, context=others
+        )
+
+    def preload_suggestions(
+        self, remote: Sequence[RemoteListing] | None = None
+    ) -> list[PreloadSuggestion]:
+        """Models used often that this library lacks: its archived stubs, and models the team
+        stores and LAN peers hold (`remote_models`, or ``remote`` when given) that were used
+        here before. See `preload_suggestions`."""
+        usage = {item.id: item for item in model_usage(self.index, self.usage_log)}
+        if remote is None:
+            remote = self._team_listing()
+        return preload_suggestions(self.index.list(), usage, remote)
+
+    def _team_listing(self) -> list[RemoteListing]:
+        """The team's models (issue #13) with the uses this library's log has of each name."""
+        logged: dict[str, int] = {}
+        for used in self.usage_log.models(time.time()).values():
+            logged[used.model] = logged.get(used.model, 0) + used.uses
+        listing = []
+        for held in self.remote_models():
+            entry = held.entry
+            url = next((s.get("url") for s in entry.sources if s.get("url")), None)
+            if url is None:
+                continue
+            listing.append(
+                RemoteListing(
+                    type=entry.type,
+                    name=entry.name.split("/", 1)[-1],
+                    size=entry.size,
+                    sha256=entry.sha256,
+                    source=str(url),
+                    where=f"{held.where} {held.label}",
+                    uses=logged.get(entry.name, 0),
+                )
+            )
+        return listing
+
+    def preload(self, suggestion: PreloadSuggestion) -> DownloadTask:
+        """Fetch one suggestion through the download queue (an archived stub is repaired, so
+        it keeps its record).
+
+        Raises:
+            `ShelfError`: the download cannot be queued (a refused source, no source).
+        """
+        if suggestion.model_id is not None:
+            result = self.start_repairs([suggestion.model_id])[0]
+            if not result.ok or result.task_id is None:
+                raise ShelfError(f"cannot fetch {suggestion.name} again: {result.detail}")
+            return self.downloads.get(result.task_id)
+        if suggestion.source is None:
+            raise ShelfError(f"{suggestion.name} has no source to fetch it from")
+        name = suggestion.name.split("/", 1)[1]
+        return self.downloads.add(suggestion.source, suggestion.type, name, suggestion.sha256)
 
 
 def _open_index(layout: Layout) -> IndexStore:

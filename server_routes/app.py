@@ -16,7 +16,18 @@ from pathlib import Path
 from aiohttp import web
 
 from ..library import Shelf
-from . import downloads, events, health, imports, models, service, settings, team, workflows
+from . import (
+    downloads,
+    events,
+    health,
+    imports,
+    models,
+    service,
+    settings,
+    team,
+    usage,
+    workflows,
+)
 from .context import RouteContext, provide
 from .errors import Handler, error_response, json_errors
 from .guard import SAFE_METHODS, check_state_change, is_peer_route, is_upload, serves_peers
@@ -24,7 +35,18 @@ from .paths import API_PREFIX, PREFIX
 
 log = logging.getLogger("model_shelf.api")
 
-RESOURCES = (models, imports, downloads, health, settings, service, events, workflows, team)
+RESOURCES = (
+    models,
+    imports,
+    downloads,
+    health,
+    settings,
+    service,
+    events,
+    workflows,
+    team,
+    usage,
+)
 """One module per resource, each with ``routes(ctx) -> list[web.RouteDef]``."""
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent

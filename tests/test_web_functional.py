@@ -368,3 +368,85 @@ def test_standalone_page_of_serve(page: Any, shelf: Shelf, tmp_path: Path) -> No
         )
         page.wait_for_selector(".toast.success:has-text('Download finished')")
         shot(page, "14-standalone-download-done")
+
+
+def test_usage_view_with_its_charts_and_cleanup_plan(
+    host: ThreadedApp, page: Any, shelf: Shelf, tmp_path: Path
+) -> None:
+    """Issue #14: uses per day and bytes by type drawn as SVG; a cleanup plan for a target."""
+    import time
+
+    from model_shelf.library.records import SourceRef
+    from model_shelf.library.usage_log import RunEntry, RunUse
+
+    used = add(shelf, tmp_path, "favourite.safetensors", "checkpoints", size=2 * MIB)
+    idle = shelf.import_model(
+        write_model_file(tmp_path / "incoming" / "idle.safetensors", MIB, seed=7),
+        "loras",
+        ImportMode.MOVE,
+        sources=[SourceRef(kind="url", url="https://example.invalid/idle.safetensors")],
+    )
+    now = time.time()
+    for days_ago in (0, 0, 1, 3, 9):
+        when = now - days_ago * 86400
+        shelf.usage_log.add_run(
+            RunEntry(f"r{days_ago}", when, when + 4, "success", [RunUse(used.id, used.display())])
+        )
+    open_tab(page, host.url)
+    page.click("[data-view=usage]")
+    page.wait_for_selector("[data-testid=usage-chart] rect[data-day]", state="attached")
+    bars = page.eval_on_selector_all(
+        "[data-testid=usage-chart] rect[data-day]",
+        "bars => bars.map(b => +b.getAttribute('height'))",
+    )
+    assert len(bars) == 30 and bars[-1] == max(bars) > 0  # two uses today: the tallest bar
+    assert sum(1 for h in bars if h > 0) == 4
+    assert (
+        page.locator("[data-testid=bytes-chart] rect.ms-chart-never[data-type=loras]").count() == 1
+    )
+    assert (
+        page.locator(
+            "[data-testid=usage-top] tr[data-model='checkpoints/favourite.safetensors']"
+        ).count()
+        == 1
+    )
+    page.fill("input[name=free]", "1MiB")
+    page.click("[data-testid=usage] button[title='Show plan']")
+    page.wait_for_selector(f"[data-testid=cleanup-plan] li[data-item='{idle.display()}']")
+    assert "favourite" not in page.locator("[data-testid=cleanup-plan]").text_content()
+    shot(page, "13-usage")
+
+
+def test_a_missing_model_offers_alternatives_and_sets_the_widget(
+    host: ThreadedApp, page: Any, shelf: Shelf, tmp_path: Path
+) -> None:
+    """Issue #14: the run failed in Model Shelf's waiting node; picking a stand-in sets the
+    loader's widget to it."""
+    add(shelf, tmp_path, "dreamshaper_8.safetensors", "checkpoints")
+    open_tab(page, host.url)
+    page.evaluate(
+        """async () => {
+            const { app } = await import("/scripts/app.js");
+            const node = LiteGraph.createNode("CheckpointLoaderSimple");
+            node.widgets[0].value = "dreamshaper_7.safetensors";
+            app.graph.add(node);
+            window.__graph = app.graph;
+        }"""
+    )
+    page.evaluate(
+        """async () => {
+            const { api } = await import("/scripts/api.js");
+            api.dispatchEvent(new CustomEvent("execution_error", { detail: {
+                node_type: "ModelShelfAwaitModel",
+                exception_message: "Model 'dreamshaper_7.safetensors' (checkpoints) is missing",
+            } }));
+        }"""
+    )
+    choice = page.locator(
+        "[data-testid=alternatives] [data-alternative='dreamshaper_8.safetensors'] button"
+    )
+    choice.wait_for()
+    shot(page, "14-alternatives")
+    choice.click()
+    assert page.evaluate("window.__graph._nodes[0].widgets[0].value") == "dreamshaper_8.safetensors"
+    assert page.locator("[data-testid=alternatives]").count() == 0

@@ -13,6 +13,7 @@ import { eventHub } from "./common/events.js";
 import { installCanvasDrop } from "./common/loaders.js";
 import { copyModelsOntoNodes, missingModels, workflowModels } from "./common/workflow-models.js";
 import { showMissingModels } from "./views/missing-models.js";
+import { installAlternatives } from "./common/alternatives.js";
 import { mountPanel } from "./views/panel.js";
 
 const state = { view: "library" }; // what the panel shows, kept while the tab is closed
@@ -72,6 +73,7 @@ app.registerExtension({
     installCanvasDrop(app, (error) => toast("warn", "Model Shelf", error.message));
     announceTasks();
     followLibrary(app, api, events);
+    installAlternatives(app, api, toast); // issue #14: pick a stand-in for a missing model
   },
   beforeConfigureGraph(graphData) {
     loadedWorkflow = graphData;

@@ -191,10 +191,45 @@ def _migration_team_byte_sources(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE tasks ADD COLUMN byte_sources TEXT NOT NULL DEFAULT '{}'")
 
 
+def _migration_usage_log(db: sqlite3.Connection) -> None:
+    """The usage log (`library.usage_log.UsageStore`) shares this file: it is not disposable
+    either (per-day figures, workflows and run times exist nowhere else)."""
+    statements = [
+        """CREATE TABLE usage_runs (
+            id INTEGER PRIMARY KEY,
+            prompt_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL NOT NULL,
+            status TEXT NOT NULL,
+            workflow_key TEXT,
+            workflow_name TEXT,
+            error_node_type TEXT,
+            error_message TEXT
+        )""",
+        """CREATE TABLE usage_uses (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER REFERENCES usage_runs(id),
+            model_id TEXT NOT NULL,
+            model TEXT NOT NULL,
+            used_at REAL NOT NULL,
+            day TEXT NOT NULL,
+            outcome TEXT NOT NULL
+        )""",
+        "CREATE INDEX usage_uses_by_model ON usage_uses(model_id, used_at)",
+        "CREATE INDEX usage_uses_by_day ON usage_uses(day)",
+        "CREATE INDEX usage_uses_by_run ON usage_uses(run_id)",
+    ]
+    for statement in statements:
+        db.execute(statement)
+
+
 # Numbered steps, N -> N+1; PRAGMA user_version says how far the file got.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_team_byte_sources,
+    _migration_usage_log,
 ]
 
 

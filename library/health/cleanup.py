@@ -138,6 +138,8 @@ class Cleaner:
         for record in self.catalog.index.with_health(Health.MISSING.value):
             if names is not None and record.display() not in names:
                 continue
+            if names is None and record.archived_at is not None:
+                continue  # archived on purpose, to be fetched again: only purged by name
             present = [p for p in self.catalog.records.file_paths(record) if p.exists()]
             if present:
                 continue  # came back meanwhile: not a ghost any more

@@ -7,6 +7,7 @@ now (ghosts, returns, content changed since it was recorded).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from ..catalog import Catalog
@@ -67,6 +68,7 @@ class Doctor:
         refuse_below_free_bytes: int,
         task_state: TaskStateOf | None = None,
         hasher: BackgroundHasher | None = None,
+        failing_loads: Callable[[], list[tuple[ModelRecord, int]]] | None = None,
     ) -> None:
         self.layout = layout
         self.catalog = catalog
@@ -75,6 +77,7 @@ class Doctor:
         self.refuse_below_free_bytes = refuse_below_free_bytes
         self.task_state = task_state
         self.hasher = hasher
+        self.failing_loads = failing_loads
 
     def report(self) -> HealthReport:
         """Sweep (stat every recorded file), then build every section.
@@ -87,21 +90,47 @@ class Doctor:
         index = self.catalog.index
         sections = {
             "corrupted": self._corrupted(index.with_health(Health.CORRUPTED.value)),
-            "missing": self._missing(index.with_health(Health.MISSING.value)),
+            "missing": self._missing(
+                [r for r in index.with_health(Health.MISSING.value) if r.archived_at is None]
+            ),
             "changed": self._changed(sweep.changed_ids),
             "pending": self._pending(),
             "duplicates": self._duplicates(),
             "orphans": self._orphans(),
             "disk": self._disk(),
         }
-        ok = all(s.severity in (Severity.OK, Severity.INFO) for s in sections.values())
+        failing = self._failing_loads()
+        checked = [*sections.values(), *([failing] if failing is not None else [])]
+        ok = all(s.severity in (Severity.OK, Severity.INFO) for s in checked)
         return HealthReport(
             root=str(self.layout.root),
             generated_at=datetime.now(timezone.utc),
             models=index.count(),
             ok=ok,
             background=self._background(),
+            failing_loads=failing,
             **sections,
+        )
+
+    def _failing_loads(self) -> HealthSection | None:
+        if self.failing_loads is None:
+            return None
+        found = self.failing_loads()
+        return HealthSection(
+            key="failing_loads",
+            title="Failing to load: their loader failed in recent ComfyUI runs",
+            severity=Severity.WARNING if found else Severity.OK,
+            count=len(found),
+            items=[
+                _item(record).model_copy(update={"detail": f"{count} failed loads in 30 days"})
+                for record, count in found[:MAX_ITEMS]
+            ],
+            fix=(
+                f"'{CLI} verify NAME' checks the file; 'repair NAME' fetches it again; a model "
+                "in the wrong type folder or for another architecture fails too"
+            )
+            if found
+            else None,
         )
 
     def _corrupted(self, records: list[ModelRecord]) -> HealthSection:

@@ -58,7 +58,7 @@ class Deduplicator:
         self.remover = remover
         self.verifier = verifier
 
-    def dedupe(self, keep: set[str] | None = None) -> DedupeReport:
+    def dedupe(self, keep: set[str] | None = None, only: set[str] | None = None) -> DedupeReport:
         """Merge every same-type duplicate group.
 
         The copy kept (the oldest, or the one named in ``keep``) is verified first: a copy that
@@ -68,6 +68,8 @@ class Deduplicator:
 
         Args:
             keep (`set[str]`, *optional*): ``type/name`` of copies to keep instead of the oldest.
+            only (`set[str]`, *optional*): merge only groups holding one of these ``type/name``
+                (cleanup merges the copies it listed, nothing more).
 
         Returns:
             `DedupeReport`: what was merged and what was left alone.
@@ -78,6 +80,8 @@ class Deduplicator:
             for record in records:
                 by_type.setdefault(record.type, []).append(record)
             for group in by_type.values():
+                if only is not None and not any(r.display() in only for r in group):
+                    continue
                 if len(group) > 1:
                     self._merge(group, keep or set(), report)
         return report

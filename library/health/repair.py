@@ -196,6 +196,7 @@ class Repairer:
         merged.files, merged.size = new.files, new.size
         merged.hashes, merged.hash_state, merged.probe = new.hashes, new.hash_state, new.probe
         merged.health, merged.health_detail = Health.OK, None
+        merged.archived_at = None  # an archived stub fetched again is a whole model again
         known = {s.url for s in merged.sources}
         merged.sources += [s for s in new.sources if s.url not in known]
         self.catalog.index.delete(new.id)

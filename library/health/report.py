@@ -112,9 +112,11 @@ class HealthReport(BaseModel):
     orphans: HealthSection
     disk: DiskSection
     background: HasherSection | None = None
+    failing_loads: HealthSection | None = None
+    """Models whose loader failed often in ComfyUI runs (from the usage log)."""
 
     def sections(self) -> list[HealthSection]:
-        return [
+        sections = [
             self.corrupted,
             self.missing,
             self.changed,
@@ -123,3 +125,4 @@ class HealthReport(BaseModel):
             self.orphans,
             self.disk,
         ]
+        return sections + ([self.failing_loads] if self.failing_loads is not None else [])

@@ -18,7 +18,20 @@ Mirrors ComfyUI 0.3.64 (commit 637221995f7424a561bd825de3e61ea117dfe1e3):
   ``InterruptProcessingException`` as ``execution_interrupted``; no caching, no lists;
 - ``hijack_progress`` as ``main.py``'s: the ProgressBar hook raises on cancel
   (``throw_exception_if_processing_interrupted``), then sends ``progress`` to the page with the
-  node's id.
+  node's id;
+- ``PromptExecutor.add_message``: each status message (``execution_start``,
+  ``execution_cached`` with its ``nodes``, ``execution_success`` / ``execution_error`` /
+  ``execution_interrupted``) gets a ``timestamp`` in ms (``int(time.time() * 1000)``), goes into
+  the run's ``status_messages`` and to ``server.send_sync`` when the prompt has a ``client_id``
+  (``execution_interrupted`` always: ``broadcast=True``); ``executing`` goes straight to
+  ``send_sync`` when there is a client; ``execution_error`` and ``execution_interrupted`` carry
+  ``executed`` (the nodes that ran). ``clock`` stands in for ``time.time`` (tests of old days);
+- ``PromptQueue`` as ``execution.py``'s (``put``/``get``/``task_done``/``get_history``, a heap
+  under an ``RLock``; ``task_done(item_id, history_result, status, process_item=None)``: the
+  newest ComfyUI passes ``process_item`` to drop the sensitive sixth element);
+- ``prompt_worker_once``: one turn of ``main.py``'s ``prompt_worker`` (``get``, execute,
+  ``task_done`` with ``ExecutionStatus(status_str, completed, messages)``, then ``executing``
+  with ``node: None``).
 
 Node classes come from a ``{class_type: class}`` mapping passed in (ComfyUI's
 ``nodes.NODE_CLASS_MAPPINGS``, merged with every pack's).
@@ -26,10 +39,14 @@ Node classes come from a ``{class_type: class}`` mapping passed in (ComfyUI's
 
 from __future__ import annotations
 
+import copy
+import heapq
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 Prompt = dict[str, dict[str, Any]]
 
@@ -214,6 +231,8 @@ class Run:
 
     outputs: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    status_messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    success: bool = True
 
     @property
     def error(self) -> dict[str, Any] | None:
@@ -225,11 +244,34 @@ class Run:
 
 
 def execute(
-    prompt: Prompt, mappings: Mapping[str, type], outputs: list[str], prompt_id: str = "p"
+    prompt: Prompt,
+    mappings: Mapping[str, type],
+    outputs: list[str],
+    prompt_id: str = "p",
+    *,
+    server: Any = None,
+    extra_data: Mapping[str, Any] | None = None,
+    cached: Mapping[str, tuple[Any, ...]] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Run:
+    """Run a validated prompt. ``cached``: node outputs kept from an earlier run (ComfyUI's
+    cache): those nodes do not run again and are listed in ``execution_cached``."""
     management = sys.modules["comfy.model_management"]
     management.interrupt_current_processing(False)  # nodes.interrupt_processing(False)
+    extra_data = extra_data or {}
+    client_id = extra_data.get("client_id")
+    if server is not None:
+        server.client_id = client_id
     run = Run()
+
+    def add_message(event: str, data: dict[str, Any], broadcast: bool) -> None:
+        data = {**data, "timestamp": int(clock() * 1000)}
+        run.status_messages.append((event, data))
+        run.messages.append((event, data))
+        if server is not None and (client_id is not None or broadcast):
+            server.send_sync(event, data, client_id)
+
+    add_message("execution_start", {"prompt_id": prompt_id}, broadcast=False)
     order: list[str] = []
 
     def visit(node_id: str) -> None:
@@ -242,7 +284,17 @@ def execute(
 
     for output in outputs:
         visit(output)
+    cached = dict(cached or {})
+    run.outputs.update({k: v for k, v in cached.items() if k in prompt})
+    add_message(
+        "execution_cached",
+        {"nodes": [n for n in prompt if n in cached], "prompt_id": prompt_id},
+        broadcast=False,
+    )
+    executed: list[str] = []
     for node_id in order:
+        if node_id in cached:
+            continue
         node = prompt[node_id]
         class_def = mappings[node["class_type"]]
         kwargs = {
@@ -253,29 +305,154 @@ def execute(
             if get_input_info(class_def, name)[1] is not None
         }
         run.messages.append(("executing", {"node": node_id, "prompt_id": prompt_id}))
+        if server is not None and client_id is not None:
+            server.last_node_id = node_id
+            server.send_sync("executing", {"node": node_id, "prompt_id": prompt_id}, client_id)
         try:
             obj = class_def()
             run.outputs[node_id] = getattr(obj, class_def.FUNCTION)(**kwargs)
         except management.InterruptProcessingException:
-            run.messages.append(
-                ("execution_interrupted", {"prompt_id": prompt_id, "node_id": node_id})
+            run.success = False
+            add_message(
+                "execution_interrupted",
+                {
+                    "prompt_id": prompt_id,
+                    "node_id": node_id,
+                    "node_type": node["class_type"],
+                    "executed": list(executed),
+                },
+                broadcast=True,
             )
             return run
         except Exception as ex:  # as ComfyUI: any failure of a node ends the run, reported
-            run.messages.append(
-                (
-                    "execution_error",
-                    {
-                        "prompt_id": prompt_id,
-                        "node_id": node_id,
-                        "node_type": node["class_type"],
-                        "exception_message": str(ex),
-                        "exception_type": f"{type(ex).__module__}.{type(ex).__qualname__}",
-                    },
-                )
+            run.success = False
+            add_message(
+                "execution_error",
+                {
+                    "prompt_id": prompt_id,
+                    "node_id": node_id,
+                    "node_type": node["class_type"],
+                    "executed": list(executed),
+                    "exception_message": str(ex),
+                    "exception_type": f"{type(ex).__module__}.{type(ex).__qualname__}",
+                    "traceback": [],
+                    "current_inputs": {},
+                    "current_outputs": [],
+                },
+                broadcast=False,
             )
             return run
-    run.messages.append(("execution_success", {"prompt_id": prompt_id}))
+        executed.append(node_id)
+    add_message("execution_success", {"prompt_id": prompt_id}, broadcast=False)
+    if server is not None:
+        server.last_node_id = None
+    return run
+
+
+# -- the queue -------------------------------------------------------------------------------
+
+MAXIMUM_HISTORY_SIZE = 10000
+
+
+class PromptQueue:
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.mutex = threading.RLock()
+        self.not_empty = threading.Condition(self.mutex)
+        self.task_counter = 0
+        self.queue: list[tuple[Any, ...]] = []
+        self.currently_running: dict[int, tuple[Any, ...]] = {}
+        self.history: dict[str, dict[str, Any]] = {}
+        self.flags: dict[str, Any] = {}
+
+    def put(self, item: tuple[Any, ...]) -> None:
+        with self.mutex:
+            heapq.heappush(self.queue, item)
+            self.server.queue_updated()
+            self.not_empty.notify()
+
+    def get(self, timeout: float | None = None) -> tuple[tuple[Any, ...], int] | None:
+        with self.not_empty:
+            while len(self.queue) == 0:
+                self.not_empty.wait(timeout=timeout)
+                if timeout is not None and len(self.queue) == 0:
+                    return None
+            item = heapq.heappop(self.queue)
+            i = self.task_counter
+            self.currently_running[i] = copy.deepcopy(item)
+            self.task_counter += 1
+            self.server.queue_updated()
+            return (item, i)
+
+    class ExecutionStatus(NamedTuple):
+        status_str: str
+        completed: bool
+        messages: list[tuple[str, dict[str, Any]]]
+
+    def task_done(
+        self,
+        item_id: int,
+        history_result: dict[str, Any],
+        status: PromptQueue.ExecutionStatus | None,
+        process_item: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None,
+    ) -> None:
+        with self.mutex:
+            prompt = self.currently_running.pop(item_id)
+            if len(self.history) > MAXIMUM_HISTORY_SIZE:
+                self.history.pop(next(iter(self.history)))
+            status_dict = copy.deepcopy(status._asdict()) if status is not None else None
+            if process_item is not None:
+                prompt = process_item(prompt)
+            self.history[prompt[1]] = {"prompt": prompt, "outputs": {}, "status": status_dict}
+            self.history[prompt[1]].update(history_result)
+            self.server.queue_updated()
+
+    def get_history(self, prompt_id: str) -> dict[str, Any]:
+        with self.mutex:
+            found = self.history.get(prompt_id)
+            return {prompt_id: copy.deepcopy(found)} if found is not None else {}
+
+
+def prompt_worker_once(
+    server: Any,
+    mappings: Mapping[str, type],
+    timeout: float = 10.0,
+    cached: Mapping[str, tuple[Any, ...]] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Run | None:
+    """One turn of ``main.py``'s ``prompt_worker`` loop; None if nothing came in ``timeout``."""
+    q = server.prompt_queue
+    queue_item = q.get(timeout=timeout)
+    if queue_item is None:
+        return None
+    item, item_id = queue_item
+    prompt_id = item[1]
+    server.last_prompt_id = prompt_id
+    extra_data = dict(item[3])
+    if len(item) > 5:
+        extra_data.update(item[5])
+    run = execute(
+        item[2],
+        mappings,
+        item[4],
+        prompt_id,
+        server=server,
+        extra_data=extra_data,
+        cached=cached,
+        clock=clock,
+    )
+    status = PromptQueue.ExecutionStatus(
+        status_str="success" if run.success else "error",
+        completed=run.success,
+        messages=run.status_messages,
+    )
+    if len(item) > 5:
+        q.task_done(item_id, {"outputs": {}, "meta": {}}, status=status,
+                    process_item=lambda p: p[:5] + p[6:])  # fmt: skip
+    else:
+        q.task_done(item_id, {"outputs": {}, "meta": {}}, status=status)
+    if server.client_id is not None:
+        server.send_sync("executing", {"node": None, "prompt_id": prompt_id}, server.client_id)
     return run
 
 

@@ -84,6 +84,13 @@ export function shelfClient(api) {
       }),
     taskAction: (id, action) => call(`/downloads/${enc(id)}/${enc(action)}`, { method: "POST" }),
     allAction: (action) => call(`/downloads/all/${enc(action)}`, { method: "POST" }),
+    // usage and advice (issue #14)
+    usage: () => call("/usage"),
+    cleanupPlan: (free) => call(`/usage/cleanup${query({ free })}`),
+    cleanup: (free, ids) => call("/usage/cleanup", { method: "POST", body: { free, confirm: true, ...(ids ? { ids } : {}) } }),
+    preloadSuggestions: () => call("/usage/preload"),
+    preload: (name) => call("/usage/preload", { method: "POST", body: { name } }),
+    alternatives: (type, name) => call(`/alternatives${query({ type, name })}`),
     // health
     health: () => call("/health"),
     verify: (ids = []) => call("/health/verify", { method: "POST", body: { ids } }),

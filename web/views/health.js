@@ -72,7 +72,7 @@ export class HealthView {
       : `${report.models.toLocaleString()} models; some need a look`;
     this.renderDisk(report.disk.disk);
     clear(this.sections);
-    for (const section of [report.corrupted, report.missing, report.changed, report.pending, report.duplicates, report.orphans]) {
+    for (const section of [report.corrupted, report.missing, report.changed, report.pending, report.duplicates, report.orphans, ...(report.failing_loads ? [report.failing_loads] : [])]) {
       const items = section.items.slice(0, 20).map((item) =>
         el("li", {}, item.name, item.size !== null && item.size !== undefined ? ` (${formatBytes(item.size)})` : "", item.detail ? `: ${item.detail}` : ""),
       );

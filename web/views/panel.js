@@ -8,6 +8,7 @@ import { LibraryView } from "./library.js";
 import { DownloadsView } from "./downloads.js";
 import { HealthView } from "./health.js";
 import { SettingsView } from "./settings.js";
+import { UsageView } from "./usage.js";
 import { loadTypeFolders } from "./types.js";
 
 // Every view, in tab order: [key, tab label, icon, class]. A view class takes `shared` (below),
@@ -16,6 +17,7 @@ const VIEWS = [
   ["library", "Library", "pi-th-large", LibraryView],
   ["downloads", "Downloads", "pi-download", DownloadsView],
   ["health", "Health", "pi-heart", HealthView],
+  ["usage", "Usage", "pi-chart-bar", UsageView],
   ["settings", "Settings", "pi-cog", SettingsView],
 ];
 
