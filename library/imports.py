@@ -322,6 +322,10 @@ class Importer:
         placements = [(m, m) for m in unit.members]
         target = unit.path
         entries = self._entries(target, placements)
+        # A link leading outside the library is never recorded, probed or hashed.
+        self.catalog.records.file_paths(
+            ModelRecord(type=model_type, name=name, kind=unit.kind, files=entries)
+        )
         try:
             probe = (
                 probe_path(unit.path)

@@ -88,6 +88,7 @@ class Doctor:
         sections = {
             "corrupted": self._corrupted(index.with_health(Health.CORRUPTED.value)),
             "missing": self._missing(index.with_health(Health.MISSING.value)),
+            "damaged": self._damaged(index.with_health(Health.DAMAGED.value)),
             "changed": self._changed(sweep.changed_ids),
             "pending": self._pending(),
             "duplicates": self._duplicates(),
@@ -132,6 +133,21 @@ class Doctor:
                 "put the files back (they are found again), "
                 f"'{CLI} repair NAME' to download them again, "
                 f"or '{CLI} purge-ghosts' to forget them"
+            )
+            if records
+            else None,
+        )
+
+    def _damaged(self, records: list[ModelRecord]) -> HealthSection:
+        return HealthSection(
+            key="damaged",
+            title="Record damaged: unreadable, or it lists files outside the library",
+            severity=Severity.ERROR if records else Severity.OK,
+            count=len(records),
+            items=[_item(r) for r in records[:MAX_ITEMS]],
+            fix=(
+                f"'{CLI} repair NAME' (or 'repair --all') re-creates the record from the model "
+                "file, hashing it; the damaged record is kept in .shelf/damaged/"
             )
             if records
             else None,
