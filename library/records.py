@@ -192,7 +192,7 @@ class RecordStore:
             `RecordError`: ``record`` stands in for a damaged sidecar, which is never replaced
                 but by `repair`.
         """
-        _refuse_damaged(record)
+        refuse_damaged(record)
         record.updated_at = utc_now()
         atomic_write_bytes(self.sidecar_path(record), _encode(record))
         return record
@@ -203,7 +203,7 @@ class RecordStore:
         Raises:
             `NameClashError`: a record is already there (another process wrote it first).
         """
-        _refuse_damaged(record)
+        refuse_damaged(record)
         record.updated_at = utc_now()
         atomic_create_bytes(self.sidecar_path(record), _encode(record))
         return record
@@ -233,7 +233,8 @@ class RecordStore:
         self.sidecar_path(record).unlink(missing_ok=True)
 
 
-def _refuse_damaged(record: ModelRecord) -> None:
+def refuse_damaged(record: ModelRecord) -> None:
+    """Raise `RecordError` if ``record`` stands in for a damaged sidecar (nothing acts on it)."""
     if record.health is Health.DAMAGED:
         raise RecordError(
             f"the record of {record.display()} is damaged ({record.health_detail}); "
