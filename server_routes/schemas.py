@@ -151,7 +151,7 @@ class TaskView(BaseModel):
         running = state in ("downloading", "verifying")
         return cls(
             id=task.id,
-            source=task.source,
+            source=task.shown_source,
             source_kind=task.source_kind,
             model_type=task.model_type,
             name=task.name,

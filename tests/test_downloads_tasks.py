@@ -228,3 +228,9 @@ def test_pruning_keeps_the_most_recently_finished_and_every_unfinished_task(stor
     left = {t.source for t in store.list()}
     assert left == {f"https://example.com/{n}.safetensors" for n in (7, 8, 9)} | {queued.source}
     assert store.prune_finished(3) == 0
+
+
+def test_a_password_in_a_source_url_is_never_shown():
+    shown = task("url:https://user:s3cret@example.com/m.safetensors?x=1").shown_source
+    assert shown == "https://example.com/m.safetensors?x=1"
+    assert task("hf:org/repo/m.safetensors").shown_source == "org/repo/m.safetensors"

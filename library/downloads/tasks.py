@@ -128,9 +128,24 @@ class DownloadTask(BaseModel):
         return sum(n for kind, n in self.byte_sources.items() if kind != "internet")
 
     @property
+    def shown_source(self) -> str:
+        """`source` as people see it: a ``user:password@`` in a URL is left out."""
+        return _without_userinfo(self.source)
+
+    @property
     def partial_name(self) -> str:
         """File name of the task's partial data under ``.shelf/partial/``."""
         return f"{self.id}.part"
+
+
+def _without_userinfo(source: str) -> str:
+    scheme, sep, rest = source.partition("://")
+    if not sep:
+        return source
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return source
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
 
 
 # Columns in table order. JSON columns are stored as text; everything else maps 1:1.
