@@ -231,6 +231,17 @@ def _from_row(row: sqlite3.Row) -> DownloadTask:
     return DownloadTask.model_validate(data)
 
 
+def _readable(rows: Iterable[sqlite3.Row]) -> list[DownloadTask]:
+    tasks = []
+    for row in rows:
+        try:
+            tasks.append(_from_row(row))
+        except (ValidationError, ValueError) as exc:
+            # A row written by a newer version, or damaged: skip it, loudly, keep the rest.
+            log.warning("skipping unreadable download task %s: %s", row["id"], exc)
+    return tasks
+
+
 def _encode(column: str, value: object) -> object:
     if isinstance(value, Enum):
         return value.value
@@ -290,14 +301,7 @@ class TaskStore(SqliteStore):
             f"SELECT * FROM tasks WHERE {where} ORDER BY priority DESC, created_at, rowid",
             tuple(params),
         ).fetchall()
-        tasks = []
-        for row in rows:
-            try:
-                tasks.append(_from_row(row))
-            except (ValidationError, ValueError) as exc:
-                # A row written by a newer version, or damaged: skip it, loudly, keep the rest.
-                log.warning("skipping unreadable download task %s: %s", row["id"], exc)
-        return tasks
+        return _readable(rows)
 
     def get(self, task_id: str) -> DownloadTask:
         """The task with ``task_id``.
@@ -340,13 +344,7 @@ class TaskStore(SqliteStore):
             ).fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
-        tasks = []
-        for row in rows:
-            try:
-                tasks.append(_from_row(row))
-            except (ValidationError, ValueError) as exc:
-                log.warning("skipping unreadable download task %s: %s", row["id"], exc)
-        return tasks, total
+        return _readable(rows), total
 
     def count_by_state(self) -> dict[str, int]:
         """How many tasks are in each state (without reading them)."""
