@@ -273,9 +273,11 @@ class _TaskProgress:
 
 
 def _task_json(task: Any) -> dict[str, Any]:
-    data = task.model_dump(mode="json", exclude={"lease_owner", "lease_expires_at", "error_detail"})
+    data = task.model_dump(
+        mode="json", exclude={"lease_owner", "lease_expires_at", "error_detail", "url"}
+    )
     data["bytes_saved"] = task.bytes_saved
-    return data
+    return {**data, "source": task.shown_source}
 
 
 def _byte_sources(task: Any) -> str:
@@ -290,7 +292,7 @@ def _task_line(task: Any) -> str:
     size = task.expected_size
     done = f"{human_size(task.bytes_done)}" + (f"/{human_size(size)}" if size else "")
     named = task.name or task.filename
-    what = task.model_name or (f"{task.model_type or '?'}/{named}" if named else task.source)
+    what = task.model_name or (f"{task.model_type or '?'}/{named}" if named else task.shown_source)
     note = task.error_message or task.wait_reason or ""
     if task.error_code:
         note = f"[{task.error_code}] {note}"

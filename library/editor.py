@@ -23,7 +23,7 @@ from .errors import (
 )
 from .fsutil import place_no_clobber
 from .layout import Layout, keep_extension, safe_name
-from .records import ModelKind, ModelRecord
+from .records import ModelKind, ModelRecord, refuse_damaged
 from .sync import Reconciler, SyncReport
 
 MAX_LABELS = 100
@@ -88,7 +88,9 @@ class ModelEditor:
             `NameClashError`: something already holds the new name (nothing was changed).
             `UnsupportedOperationError`: a sharded set (rename its files on disk instead).
             `ModelNotFoundError`: the model's files are gone.
+            `RecordError`: the record is damaged (repair it first).
         """
+        refuse_damaged(record)
         if record.kind is ModelKind.SHARDED:
             raise UnsupportedOperationError(
                 f"{record.display()} is a sharded set; its files cannot be renamed as one"

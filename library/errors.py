@@ -113,6 +113,12 @@ class RecordError(ShelfError, ValueError):
     code = "BAD_RECORD"
 
 
+class UnsafeRecordError(RecordError):
+    """A record lists a file outside its type folder (absolute, ``..``, or through a link)."""
+
+    code = "UNSAFE_RECORD"
+
+
 class IndexStoreError(ShelfError, OSError):
     """The SQLite index failed; it can always be rebuilt from the records."""
 

@@ -40,6 +40,10 @@ from .removal import Remover
 
 SHARD_PATTERN = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})(?P<ext>\.[^.]+)$")
 
+MAX_FOLDER_FILES = 10_000
+"""More files than this in one folder is no model (a diffusers folder holds a few dozen): the
+walk stops there, so a folder such as ``/`` is refused at once instead of copied."""
+
 FREE_SPACE_MARGIN = 256 * 1024 * 1024
 """Kept free on the target disk after a copy, so the system and the index still have room."""
 
@@ -99,7 +103,7 @@ def find_unit(path: Path) -> ModelUnit:
     if not path.exists():
         raise SourceNotFoundError(f"no such file or folder: {path}", path=str(path))
     if path.is_dir():
-        members = sorted(p for p in path.rglob("*") if p.is_file() and not is_shelf_file(p.name))
+        members = _folder_members(path)
         if not any(p.suffix.lower() in MODEL_EXTENSIONS for p in members):
             raise NotAModelError(f"{path} holds no model file", path=str(path))
         return ModelUnit(ModelKind.FOLDER, path, members)
@@ -125,6 +129,40 @@ def find_unit(path: Path) -> ModelUnit:
     if index_json.is_file():
         members.append(index_json)
     return ModelUnit(ModelKind.SHARDED, shards[0], members)
+
+
+def _folder_members(path: Path) -> list[Path]:
+    """Every file below ``path`` but our own (links to folders not followed), sorted.
+
+    A subfolder that vanishes meanwhile is skipped (it holds nothing any more).
+
+    Raises:
+        `NotAModelError`: over `MAX_FOLDER_FILES` files, or a subfolder cannot be read.
+    """
+    members: list[Path] = []
+    pending = [path]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                found = list(entries)
+            for entry in found:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
+                elif entry.is_file() and not is_shelf_file(entry.name):
+                    members.append(Path(entry.path))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise NotAModelError(
+                f"{path} cannot be imported: {folder} cannot be read ({exc.strerror or exc})",
+                path=str(path),
+            ) from exc
+        if len(members) > MAX_FOLDER_FILES:
+            raise NotAModelError(
+                f"{path} holds over {MAX_FOLDER_FILES} files: not a model folder", path=str(path)
+            )
+    return sorted(members)
 
 
 def hash_unit(unit: ModelUnit, progress: ProgressFn | None = None) -> UnitHashes:
@@ -218,6 +256,13 @@ class Importer:
             `UnsupportedModeError`, `StorageFullError`: each before the library is changed.
         """
         model_type = check_type(model_type)
+        if unit.kind is ModelKind.FOLDER and self.layout.root.resolve().is_relative_to(
+            unit.path.resolve()
+        ):
+            raise NotAModelError(
+                f"{unit.path} holds the library itself: import the model's own folder",
+                path=str(unit.path),
+            )
         record_name = self.target_name(unit, name)
         target = self.layout.model_path(model_type, record_name)
         placements = _placements(unit, target)
@@ -238,12 +283,20 @@ class Importer:
             and _places_without_copy(unit, target, mode)
         ):
             digests = hash_unit(unit, progress).files
-        if mode is ImportMode.COPY:
-            digests = self._copy(unit, target, placements, progress)
-        elif mode is ImportMode.LINK:
-            self._link(unit, target, placements)
-        else:
-            digests = self._move(unit, target, placements, progress) or digests
+        try:
+            if mode is ImportMode.COPY:
+                digests = self._copy(unit, target, placements, progress)
+            elif mode is ImportMode.LINK:
+                self._link(unit, target, placements)
+            else:
+                digests = self._move(unit, target, placements, progress) or digests
+        except FileNotFoundError as exc:
+            if isinstance(exc, SourceNotFoundError):
+                raise
+            # A source file deleted or renamed while it was read (the temporaries are gone).
+            raise SourceNotFoundError(
+                f"{exc.filename or unit.path} vanished while it was imported", path=str(unit.path)
+            ) from exc
 
         entries = self._entries(target, placements)
         unit_hashes = None
@@ -269,6 +322,10 @@ class Importer:
         placements = [(m, m) for m in unit.members]
         target = unit.path
         entries = self._entries(target, placements)
+        # A link leading outside the library is never recorded, probed or hashed.
+        self.catalog.records.file_paths(
+            ModelRecord(type=model_type, name=name, kind=unit.kind, files=entries)
+        )
         try:
             probe = (
                 probe_path(unit.path)

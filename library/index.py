@@ -503,7 +503,7 @@ class IndexStore(SqliteStore):
             LocationRow(*row)
             for row in self._rows(
                 f"SELECT {_LOCATION_COLUMNS} FROM models WHERE hash_state = 'pending'"
-                " AND health != 'missing' ORDER BY created_at LIMIT ?",
+                " AND health NOT IN ('missing', 'damaged') ORDER BY created_at LIMIT ?",
                 (limit,),
             )
         ]
@@ -517,7 +517,8 @@ class IndexStore(SqliteStore):
             LocationRow(*row)
             for row in self._rows(
                 f"SELECT {_LOCATION_COLUMNS} FROM models WHERE hash_state = 'hashed'"
-                " AND health != 'missing' AND COALESCE(verified_at, created_at) < ?"
+                " AND health NOT IN ('missing', 'damaged')"
+                " AND COALESCE(verified_at, created_at) < ?"
                 " ORDER BY COALESCE(verified_at, created_at) LIMIT ?",
                 (since.isoformat(), limit),
             )

@@ -282,6 +282,7 @@ class DownloadService:
             task.wait_reason = f"already in the library as {existing.model_name}"
             task.finished_at = utc_now()
         task, _ = self.store.insert(task)
+        self.store.prune_finished(self.settings.finished_tasks_kept)
         self.engine.wake()
         return task
 
@@ -291,6 +292,15 @@ class DownloadService:
 
     def list(self, states: Iterable[TaskState] | None = None) -> list[DownloadTask]:
         return self.store.list(states)
+
+    def page(self, offset: int = 0, limit: int = 100) -> tuple[list[DownloadTask], int]:
+        """A window of the task list (unfinished first) and the number of tasks; see
+        `TaskStore.page`."""
+        return self.store.page(offset, limit)
+
+    def counts(self) -> dict[str, int]:
+        """How many tasks are in each state."""
+        return self.store.count_by_state()
 
     def pause(self, task_id: str) -> DownloadTask:
         """Pause one task; see `DownloadEngine.pause`."""

@@ -65,6 +65,9 @@ _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
 }
 # Characters NTFS and exFAT refuse in a name, and control characters.
 _ILLEGAL_CHARS = re.compile(r'[<>:"|?*\x00-\x1f\x7f]')
+# Bidirectional controls (U+202E RIGHT-TO-LEFT OVERRIDE and kin) make ``evil\u202egpj.exe``
+# read as another name: removed.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _MAX_COMPONENT_BYTES = 255
 
 
@@ -85,8 +88,8 @@ def safe_name(name: str) -> str:
     """Make a model name safe to use under a type folder on NTFS, exFAT and POSIX.
 
     Subfolders are allowed (``sdxl/base.safetensors``, as ComfyUI lists them). Characters that
-    NTFS/exFAT refuse become ``_``, trailing dots and spaces are dropped, reserved device names
-    get a ``_`` suffix.
+    NTFS/exFAT refuse become ``_``, bidirectional controls are removed, trailing dots and spaces
+    are dropped, reserved device names get a ``_`` after the stem (``NUL_.safetensors``).
 
     Raises:
         `UnsafeNameError`: the name is empty, absolute, or would leave its folder (``..``).
@@ -101,11 +104,13 @@ def safe_name(name: str) -> str:
     for part in parts_in:
         if part in ("", "."):
             continue
-        part = _ILLEGAL_CHARS.sub("_", part).rstrip(" .")
+        part = _ILLEGAL_CHARS.sub("_", _BIDI_CONTROLS.sub("", part)).rstrip(" .")
         if not part:
             raise UnsafeNameError(f"unsafe model name {name!r}: a path part is empty once cleaned")
-        if part.split(".")[0].upper() in _WINDOWS_RESERVED:
-            part = part + "_"
+        stem = part.split(".")[0]
+        if stem.rstrip(" ").upper() in _WINDOWS_RESERVED:
+            # ``NUL.safetensors`` -> ``NUL_.safetensors``: the extension stays the extension.
+            part = stem + "_" + part[len(stem) :]
         if part.startswith(STATE_DIRNAME) or part.endswith((SIDECAR_SUFFIX, TEMP_SUFFIX)):
             raise UnsafeNameError(
                 f"unsafe model name {name!r}: {part!r} is reserved by Model Shelf"

@@ -41,6 +41,11 @@ WEIGHT_SUFFIXES = (SAFETENSORS_SUFFIXES | PICKLE_SUFFIXES | GGUF_SUFFIXES) - {".
 
 # The reference implementation refuses larger headers; so do we, before reading a byte of them.
 MAX_HEADER_BYTES = 100_000_000
+# Legal headers beyond these are not parsed (a million tensors cost 1.7 GB and 13 s): the
+# result says so and the file is imported all the same. Real models stay far below (Flux:
+# ~1,500 tensors, a ~200 KB header).
+MAX_INSPECT_HEADER_BYTES = 16 * 1024 * 1024
+MAX_INSPECT_TENSORS = 100_000
 MAX_METADATA_KEYS = 100
 MAX_METADATA_VALUE_CHARS = 2000
 MAX_METADATA_KEY_CHARS = 200
@@ -237,8 +242,15 @@ def _probe_one(path: Path) -> _FileProbe:
     return _FileProbe(ProbeResult(format="other"), {})
 
 
+class _TooLargeToInspect(Exception):
+    """A legal header larger than the probe will parse (see `MAX_INSPECT_HEADER_BYTES`)."""
+
+
 def _probe_safetensors(path: Path) -> _FileProbe:
-    shapes, dtypes, metadata = _read_safetensors_header(path)
+    try:
+        shapes, dtypes, metadata = _read_safetensors_header(path)
+    except _TooLargeToInspect as exc:
+        return _FileProbe(ProbeResult(format="safetensors", error=str(exc)), {})
     _confirm_with_reference(path)
     result = ProbeResult(
         format="safetensors",
@@ -277,6 +289,11 @@ def _read_safetensors_header(
         raise _corrupt(path, f"the header is not usable JSON ({type(exc).__name__})") from None
     if not isinstance(header, dict):
         raise _corrupt(path, "the header is JSON but not an object")
+    if len(header) > MAX_INSPECT_TENSORS:
+        raise _TooLargeToInspect(
+            f"header too large to inspect: {len(header):,} tensors, over the "
+            f"{MAX_INSPECT_TENSORS:,} the probe reads (not checked, not guessed)"
+        )
 
     metadata = header.pop("__metadata__", None)
     if metadata is None:
@@ -352,6 +369,11 @@ def _read_header_bytes(f: BinaryIO, size: int, path: Path) -> bytes:
             path,
             f"truncated inside the header: the header is {length:,} bytes but only "
             f"{size - 8:,} bytes follow the length field{_looks_like(prefix)}",
+        )
+    if length > MAX_INSPECT_HEADER_BYTES:
+        raise _TooLargeToInspect(
+            f"header too large to inspect: {length:,} bytes, over the "
+            f"{MAX_INSPECT_HEADER_BYTES:,} the probe reads (not checked, not guessed)"
         )
     return f.read(length)
 

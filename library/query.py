@@ -35,6 +35,8 @@ class ModelStatus(str, Enum):
     """Recorded with a fingerprint only; its digests are still to be computed."""
     CORRUPTED = "corrupted"
     MISSING = "missing"
+    DAMAGED = "damaged"
+    """Its record cannot be read (or leads outside the library): ``repair`` re-creates it."""
     PICKLE = "pickle"
     """A pickle-format file (``.ckpt``, ``.pt``, ``.bin``...): loading it can run code."""
 
@@ -66,6 +68,7 @@ _STATUS_CONDITION = {
     ModelStatus.UNVERIFIED: "m.health = 'ok' AND m.hash_state = 'pending'",
     ModelStatus.CORRUPTED: "m.health = 'corrupted'",
     ModelStatus.MISSING: "m.health = 'missing'",
+    ModelStatus.DAMAGED: "m.health = 'damaged'",
     ModelStatus.PICKLE: _PICKLE_CONDITION,
 }
 
@@ -172,6 +175,8 @@ def _summary(row: tuple[Any, ...]) -> ModelSummary:
         status = ModelStatus.CORRUPTED
     elif health == "missing":
         status = ModelStatus.MISSING
+    elif health == "damaged":
+        status = ModelStatus.DAMAGED
     elif hash_state == "pending":
         status = ModelStatus.UNVERIFIED
     else:

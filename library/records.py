@@ -8,6 +8,7 @@ record valid.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
@@ -16,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .errors import RecordError
+from .errors import RecordError, UnsafeRecordError
 from .fsutil import atomic_create_bytes, atomic_write_bytes
 from .hashing import Hashes
 from .layout import Layout
@@ -50,6 +51,9 @@ class Health(str, Enum):
     OK = "ok"
     CORRUPTED = "corrupted"
     MISSING = "missing"
+    DAMAGED = "damaged"
+    """The record itself cannot be read, or lists files outside its folder: nothing acts on
+    it until `repair` re-creates it from the model file (the damaged one is kept aside)."""
 
 
 class SourceRef(BaseModel):
@@ -115,6 +119,20 @@ class ModelRecord(BaseModel):
         return f"{self.type}/{self.name}"
 
 
+_DAMAGED_ID = uuid.UUID("6f2d5c1e-9a8b-4c3d-8e7f-0a1b2c3d4e5f")
+
+
+def unsafe_entry(path: str) -> str | None:
+    """Why a record's file path is not a plain relative path below the record's folder."""
+    if not path or "\x00" in path:
+        return "an empty name or a NUL character"
+    if PurePosixPath(path).is_absolute() or path.startswith("\\") or re.match(r"^[A-Za-z]:", path):
+        return "an absolute path"
+    if ".." in re.split(r"[/\\]", path):
+        return "'..' leaves the folder"
+    return None
+
+
 class RecordStore:
     """Reads and writes sidecars under one `Layout`. The one writer of ``*.shelf.json``."""
 
@@ -128,12 +146,56 @@ class RecordStore:
         return self.layout.model_path(record.type, record.name)
 
     def file_paths(self, record: ModelRecord) -> list[Path]:
-        """Absolute paths of every file of the model."""
+        """Absolute paths of every file of the model, each checked to stay inside its type
+        folder (links followed): call it before any read, hash, move or delete.
+
+        Raises:
+            `UnsafeRecordError`: a path is absolute, has ``..`` or leads outside through a link.
+        """
         folder = self.sidecar_path(record).parent
-        return [folder / Path(entry.path) for entry in record.files]
+        base = self.layout.type_dir(record.type).resolve()
+        paths = []
+        for entry in record.files:
+            path = folder / entry.path
+            problem = unsafe_entry(entry.path)
+            if problem is None:
+                try:
+                    inside = path.resolve().is_relative_to(base)
+                except (OSError, RuntimeError):  # a link loop
+                    inside = False
+                problem = None if inside else "it leads outside the library through a link"
+            if problem is not None:
+                raise UnsafeRecordError(
+                    f"the record of {record.display()} lists {entry.path!r}: {problem}; "
+                    "nothing is done with it ('repair' re-creates the record from the model file)",
+                    path=str(self.sidecar_path(record)),
+                )
+            paths.append(path)
+        return paths
+
+    def damaged(self, sidecar: Path, problem: str) -> ModelRecord:
+        """The stand-in for a sidecar that cannot be used: the model stays listed, as
+        `Health.DAMAGED`, with no files (so nothing reads or deletes by it). Its id is the
+        same on every scan. Never written (see `write`)."""
+        location = self.layout.model_for_sidecar(sidecar)
+        model_type, name = self.layout.split(location)
+        return ModelRecord(
+            id=uuid.uuid5(_DAMAGED_ID, f"{model_type}/{name}").hex,
+            type=model_type,
+            name=name,
+            kind=ModelKind.FOLDER if location.is_dir() else ModelKind.FILE,
+            health=Health.DAMAGED,
+            health_detail=f"record damaged: {problem}",
+        )
 
     def write(self, record: ModelRecord) -> ModelRecord:
-        """Write the sidecar atomically (``updated_at`` refreshed) and return the record."""
+        """Write the sidecar atomically (``updated_at`` refreshed) and return the record.
+
+        Raises:
+            `RecordError`: ``record`` stands in for a damaged sidecar, which is never replaced
+                but by `repair`.
+        """
+        refuse_damaged(record)
         record.updated_at = utc_now()
         atomic_write_bytes(self.sidecar_path(record), _encode(record))
         return record
@@ -144,6 +206,7 @@ class RecordStore:
         Raises:
             `NameClashError`: a record is already there (another process wrote it first).
         """
+        refuse_damaged(record)
         record.updated_at = utc_now()
         atomic_create_bytes(self.sidecar_path(record), _encode(record))
         return record
@@ -153,6 +216,7 @@ class RecordStore:
 
         Raises:
             `RecordError`: unreadable JSON or a schema violation, naming the file.
+            `UnsafeRecordError`: it lists a file outside its type folder.
         """
         try:
             raw = json.loads(sidecar.read_bytes())
@@ -165,10 +229,20 @@ class RecordStore:
             # (relative to the sidecar) follow the model's new file or folder name.
             _rename_entries(record, PurePosixPath(name).name)
             record.type, record.name = model_type, name
+        self.file_paths(record)  # a record leading outside is refused here, once for all
         return record
 
     def delete_sidecar(self, record: ModelRecord) -> None:
         self.sidecar_path(record).unlink(missing_ok=True)
+
+
+def refuse_damaged(record: ModelRecord) -> None:
+    """Raise `RecordError` if ``record`` stands in for a damaged sidecar (nothing acts on it)."""
+    if record.health is Health.DAMAGED:
+        raise RecordError(
+            f"the record of {record.display()} is damaged ({record.health_detail}); "
+            "'repair' re-creates it from the model file",
+        )
 
 
 def _encode(record: ModelRecord) -> bytes:

@@ -92,6 +92,9 @@ class DownloadSettings(BaseModel):
     FUSE filesystems always use the cache."""
     lease_seconds: float = Field(30.0, gt=0)
     """How long a claim on a task lasts without renewal; a dead process's claim expires."""
+    finished_tasks_kept: int = Field(500, ge=0)
+    """Finished downloads (done, failed, cancelled) kept in the task list; older ones are
+    forgotten as new ones are added, so the queue's history stays bounded."""
     poll_interval_seconds: float = Field(1.0, gt=0)
     """How often an engine looks for work and requests made by other processes."""
     breaker_failure_threshold: int = Field(5, ge=1)

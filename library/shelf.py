@@ -26,7 +26,6 @@ from .errors import (
     CorruptModelError,
     IndexStoreError,
     ModelNotFoundError,
-    RecordError,
     SettingsError,
     ShelfError,
     TaskNotFoundError,
@@ -97,7 +96,7 @@ class Shelf:
         # issue #5: health services; watching starts only on request (`start_watching`).
         self.health_settings = HealthSettings.from_env()
         self.repairer = Repairer(
-            self.layout, self.catalog, self.remover, self.verifier, self.downloads
+            self.layout, self.catalog, self.remover, self.verifier, self.downloads, self.importer
         )
         self.hasher: BackgroundHasher | None = None
         self.watcher: Watcher | None = None
@@ -281,16 +280,16 @@ class Shelf:
     def rebuild_index(self) -> int:
         """Recreate the index from the sidecars alone; returns the number of models.
 
-        Bad sidecars are skipped and reported by `sync` afterwards.
+        A sidecar that cannot be read stays listed as a damaged record (`Health.DAMAGED`),
+        reported by `health` and logged, so no model silently disappears.
         """
         self.index.clear()
-        good = []
-        for sidecar, mtime_ns in scan_folders(self.layout).sidecars.items():
-            try:
-                good.append((self.records.read(sidecar), mtime_ns))
-            except RecordError:
-                continue
-        count = self.index.upsert_many(good)
+        report = SyncReport()
+        found = [
+            (self.reconciler.read_record(sidecar, report), mtime_ns)
+            for sidecar, mtime_ns in scan_folders(self.layout).sidecars.items()
+        ]
+        count = self.index.upsert_many(found)
         self.sync()
         return count
 
@@ -367,7 +366,11 @@ class Shelf:
             `ModelNotFoundError`, `AmbiguousModelError`: as `find`.
         """
         if all_broken:
-            records = self.index.with_health("corrupted") + self.index.with_health("missing")
+            records = [
+                *self.index.with_health("corrupted"),
+                *self.index.with_health("missing"),
+                *self.index.with_health("damaged"),
+            ]
         else:
             records = [self.find(q) for q in queries]
         return [self.repairer.repair_now(r) for r in records]
@@ -501,11 +504,14 @@ class Shelf:
         """
         if all_broken:
             records = self.index.with_health("corrupted") + self.index.with_health("missing")
-            records = [r for r in records if repairable(r)]
+            records = [r for r in records if repairable(r)] + self.index.with_health("damaged")
         else:
             records = [self.get(model_id) for model_id in model_ids]
         results = []
         for record in records:
+            if record.health is Health.DAMAGED:  # from the file at hand: no download
+                results.append(self.repairer.recreate(record))
+                continue
             try:
                 job = self.repairer.start(record)
             except ShelfError as exc:

@@ -7,6 +7,8 @@ one writes, and the busy timeout makes a writer wait for another's lock instead 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +19,10 @@ from typing import ClassVar
 from .settings import SQLITE_BUSY_TIMEOUT_MS
 
 Migration = Callable[[sqlite3.Connection], None]
+
+STATE_FILE_MODE = 0o600
+"""Our SQLite files (and their ``-wal``/``-shm``) hold download sources and what the library
+holds: readable by their owner only."""
 
 
 class SqliteStore:
@@ -33,7 +39,18 @@ class SqliteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._owner_only()
         self._migrate()
+
+    def _owner_only(self) -> None:
+        """Create the file owner-only before SQLite opens it (SQLite gives its ``-wal`` and
+        ``-shm`` files the database's mode), and narrow files made by older versions."""
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STATE_FILE_MODE))
+        for suffix in ("", "-wal", "-shm"):
+            # Missing, or another user's (a library shared by several accounts): left as is.
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                os.chmod(f"{self.path}{suffix}", STATE_FILE_MODE)
 
     def _error(self, exc: sqlite3.Error) -> Exception:
         """The typed error that stands for ``exc`` (raised from it)."""

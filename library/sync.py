@@ -17,6 +17,7 @@ background by the watcher, and by ``doctor``) stats every recorded file for that
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -42,6 +43,8 @@ from .settings import STALE_TEMP_SECONDS
 
 # A folder holding one of these is one model (diffusers and transformers layouts), not a
 # subfolder of single-file models.
+log = logging.getLogger("model_shelf")
+
 FOLDER_MODEL_MARKERS = ("model_index.json", "config.json")
 
 RACY_MTIME_NS = 2_000_000_000
@@ -415,12 +418,7 @@ class Reconciler:
             row = indexed.get(key)
             if row is not None and row.sidecar_mtime_ns == mtime_ns:
                 continue
-            try:
-                changed.append((self.catalog.records.read(sidecar), mtime_ns))
-            except RecordError as exc:
-                report.problems.append(str(exc))
-                unclean.add(self._rel(sidecar.parent))
-                continue
+            changed.append((self.read_record(sidecar, report), mtime_ns))
             report.reread.append("/".join(key))
         self.index.upsert_many(changed)
         reread_ids = {record.id for record, _ in changed}
@@ -432,13 +430,27 @@ class Reconciler:
                     self.index.delete(row.id)
                 report.dropped.append("/".join(key))
 
+    def read_record(self, sidecar: Path, report: SyncReport) -> ModelRecord:
+        """The record in ``sidecar``; one that cannot be read or leads outside its folder is
+        reported (and logged) and stands as a `Health.DAMAGED` record, so the model stays
+        listed and is never acted on by the damaged content."""
+        try:
+            return self.catalog.records.read(sidecar)
+        except RecordError as exc:
+            log.warning("Model Shelf: %s", exc)
+            report.problems.append(str(exc))
+            return self.catalog.records.damaged(sidecar, exc.message)
+
     def _register_unrecorded(
         self, walk: LibraryWalk, rows: list[LocationRow], report: SyncReport, unclean: set[str]
     ) -> None:
         recorded: set[Path] = set()
         for record in self.index.get_many(r.id for r in rows):
-            recorded.update(self.catalog.records.file_paths(record))
             recorded.add(self.catalog.records.model_path(record))
+            try:
+                recorded.update(self.catalog.records.file_paths(record))
+            except RecordError as exc:
+                report.problems.append(str(exc))
         problems: list[str] = []
         units = list(group_units(walk.scan, recorded, problems))
         for problem in problems:
@@ -494,11 +506,7 @@ class Reconciler:
             except FileNotFoundError:
                 continue  # its folder changed: the next sync (or the watcher) drops the row
             if mtime_ns != row.sidecar_mtime_ns:
-                try:
-                    stale.append((self.catalog.records.read(sidecar), mtime_ns))
-                except RecordError as exc:
-                    report.problems.append(str(exc))
-                    continue
+                stale.append((self.read_record(sidecar, report), mtime_ns))
                 report.reread.append(f"{row.type}/{row.name}")
         self.index.upsert_many(stale)
         self._check_rows(self.index.location_rows(), {}, report)
@@ -556,8 +564,8 @@ class Reconciler:
         """Bring the index row for the model at ``location`` in line with its sidecar.
 
         Returns:
-            `ModelRecord`: the record there now; None if no sidecar (a row is dropped) or a
-            bad one (reported in ``problems``).
+            `ModelRecord`: the record there now (a bad one is reported in ``problems`` and
+            stands as a damaged record); None if no sidecar (a row is dropped).
         """
         model_type, name = self.layout.split(location)
         sidecar = self.layout.sidecar_for(location)
@@ -571,11 +579,7 @@ class Reconciler:
             return None
         if row is not None and row.sidecar_mtime_ns == mtime_ns:
             return self.index.get(row.id)
-        try:
-            record = self.catalog.records.read(sidecar)
-        except RecordError as exc:
-            report.problems.append(str(exc))
-            return None
+        record = self.read_record(sidecar, report)
         self.index.upsert(record, mtime_ns)
         report.reread.append(record.display())
         return record

@@ -49,7 +49,14 @@ class Verifier:
         Raises:
             `HashCancelled`: ``cancel`` was set; nothing is recorded.
         """
-        paths = self.catalog.records.file_paths(record)
+        if record.health is Health.DAMAGED:
+            return VerifyResult(
+                record.display(), Health.DAMAGED, record.health_detail, 0, record.id
+            )
+        try:
+            paths = self.catalog.records.file_paths(record)
+        except RecordError as exc:  # an index row older than the check: nothing is read
+            return VerifyResult(record.display(), Health.DAMAGED, exc.message, 0, record.id)
         missing = [p.name for p in paths if not p.is_file()]
         if missing:
             return self._conclude(record, Health.MISSING, f"file gone: {', '.join(missing)}", 0)

@@ -3,6 +3,7 @@ all. Progress itself is pushed as ``model-shelf.task`` events (see `events`)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from aiohttp import web
@@ -12,8 +13,8 @@ from ..library.downloads import DownloadTask
 from .context import RouteContext
 from .guard import read_json
 from .paths import PREFIX
-from .responses import json_data, json_model
-from .schemas import DownloadAdd, EmptyBody, TaskView
+from .responses import json_data, json_model, json_text, query_params
+from .schemas import DownloadAdd, EmptyBody, TaskPage, TaskPageQuery, TaskView
 
 ACTIONS = "pause|resume|cancel|retry"
 
@@ -37,10 +38,33 @@ def routes(ctx: RouteContext) -> list[web.RouteDef]:
     def view(task: DownloadTask, seq: int) -> TaskView:
         return TaskView.of(task, ctx.events.live(task.id), seq)
 
+    in_flight: dict[tuple[int, int], asyncio.Future[str]] = {}
+
     async def list_tasks(request: web.Request) -> web.Response:
-        seq = ctx.events.sequence()
-        tasks = await ctx.run(ctx.shelf().downloads.list)
-        return json_data([view(t, seq).model_dump(mode="json") for t in tasks])
+        """``?offset=&limit=``: a page of tasks, unfinished first (see `TaskPage`).
+
+        Read and serialised off the loop. Requests for a page already being read share that
+        read: a hundred open sidebars cost one read, not a hundred queued in front of every
+        other request (the page's ``seq`` still tells each which events are newer).
+        """
+        query = TaskPageQuery.model_validate(query_params(request))
+        shelf = ctx.shelf()
+        key = (query.offset, query.limit)
+        pending = in_flight.get(key)
+        if pending is None:
+            seq = ctx.events.sequence()
+
+            def page() -> str:
+                tasks, total = shelf.downloads.page(query.offset, query.limit)
+                items = [view(t, seq) for t in tasks]
+                return TaskPage(
+                    total=total, offset=query.offset, limit=query.limit, items=items
+                ).model_dump_json()
+
+            pending = asyncio.ensure_future(ctx.run(page))
+            in_flight[key] = pending
+            pending.add_done_callback(lambda _: in_flight.pop(key, None))
+        return json_text(await asyncio.shield(pending))
 
     async def add_task(request: web.Request) -> web.Response:
         """``{"source", "type"?, "name"?, "sha256"?, "priority"?}``. Answers the task (an

@@ -50,6 +50,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "CORRUPT_FILE": 422,
     "HASH_MISMATCH": 422,
     "BAD_RECORD": 422,
+    "UNSAFE_RECORD": 422,
     # credentials and remotes
     "AUTH_REQUIRED": 403,
     "REMOTE_ERROR": 502,

@@ -99,6 +99,15 @@ class DownloadAdd(Body):
 DownloadAction = Literal["pause", "resume", "cancel", "retry"]
 
 
+class TaskPageQuery(Body):
+    """Query of ``GET /model-shelf/downloads``: which window of the task list."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)  # query values are all strings
+
+    offset: int = Field(0, ge=0)
+    limit: int = Field(200, ge=1, le=1000)
+
+
 class TaskView(BaseModel):
     """A download task as the sidebar shows it, with its live speed and ETA."""
 
@@ -142,7 +151,7 @@ class TaskView(BaseModel):
         running = state in ("downloading", "verifying")
         return cls(
             id=task.id,
-            source=task.source,
+            source=task.shown_source,
             source_kind=task.source_kind,
             model_type=task.model_type,
             name=task.name,
@@ -169,6 +178,16 @@ class TaskView(BaseModel):
 
 
 # -- health ------------------------------------------------------------------------------------
+
+
+class TaskPage(BaseModel):
+    """``GET /model-shelf/downloads``: one window of the tasks (unfinished first) and how many
+    there are in all."""
+
+    total: int
+    offset: int
+    limit: int
+    items: list[TaskView]
 
 
 class VerifyRequest(Body):

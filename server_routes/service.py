@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +17,7 @@ from .responses import json_data
 
 def _numbers(shelf: Shelf) -> dict[str, Any]:
     """What both metrics and stats report, read in one go (SQLite: call off the loop)."""
-    tasks = Counter(t.state.value for t in shelf.downloads.list())
+    tasks = shelf.downloads.counts()
     by_type = shelf.index.bytes_by_type()
     hasher = shelf.hasher
     return {

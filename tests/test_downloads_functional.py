@@ -67,6 +67,15 @@ def test_download_lands_in_the_library_with_its_digests_and_source(shelf, server
     assert files_in(shelf.layout.partial_dir) == []
 
 
+def test_a_file_named_like_a_windows_device_downloads_under_a_safe_name(shelf, server, tmp_path):
+    """``CON.safetensors`` became ``CON.safetensors_`` (no model extension: NOT_A_MODEL)."""
+    server.serve("CON.safetensors", model(tmp_path, 64 * 1024))
+    task = shelf.downloads.add(server.url("CON.safetensors"), "loras")
+    (done,) = shelf.downloads.run_foreground([task.id])
+    assert done.state is TaskState.DONE, done.error_message
+    assert shelf.find("loras/CON_.safetensors").name == "CON_.safetensors"
+
+
 def test_a_connection_dropped_every_64_mib_resumes_each_time(shelf, server, tmp_path):
     src = model(tmp_path, 200 * MIB)
     served = server.serve("big.safetensors", src, drop_every_bytes=64 * MIB)

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,41 @@ def test_an_unreadable_row_is_skipped_not_fatal(store, tmp_path):
     db.commit()
     db.close()
     assert [t.id for t in store.list()] == [good.id]
+
+
+def _finished(n: int, state: TaskState = TaskState.DONE) -> DownloadTask:
+    stamp = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=n)
+    return task(f"url:https://example.com/{n}.safetensors", state=state, finished_at=stamp)
+
+
+def test_a_page_lists_unfinished_tasks_first_then_the_latest_finished(store):
+    for n in range(5):
+        store.insert(_finished(n, TaskState.FAILED if n % 2 else TaskState.DONE))
+    low = store.insert(task("url:https://example.com/low.safetensors"))[0]
+    high = store.insert(task("url:https://example.com/high.safetensors", priority=5))[0]
+    items, total = store.page(0, 4)
+    assert total == 7
+    assert [t.id for t in items[:2]] == [high.id, low.id]
+    assert [t.source for t in items[2:]] == [
+        "https://example.com/4.safetensors",
+        "https://example.com/3.safetensors",
+    ]
+    rest, _ = store.page(4, 100)
+    assert [t.source for t in rest] == [f"https://example.com/{n}.safetensors" for n in (2, 1, 0)]
+    assert store.count_by_state() == {"done": 3, "failed": 2, "queued": 2}
+
+
+def test_pruning_keeps_the_most_recently_finished_and_every_unfinished_task(store):
+    for n in range(10):
+        store.insert(_finished(n, TaskState.CANCELLED if n == 9 else TaskState.DONE))
+    queued = store.insert(task("url:https://example.com/q.safetensors"))[0]
+    assert store.prune_finished(3) == 7
+    left = {t.source for t in store.list()}
+    assert left == {f"https://example.com/{n}.safetensors" for n in (7, 8, 9)} | {queued.source}
+    assert store.prune_finished(3) == 0
+
+
+def test_a_password_in_a_source_url_is_never_shown():
+    shown = task("url:https://user:s3cret@example.com/m.safetensors?x=1").shown_source
+    assert shown == "https://example.com/m.safetensors?x=1"
+    assert task("hf:org/repo/m.safetensors").shown_source == "org/repo/m.safetensors"

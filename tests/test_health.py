@@ -414,6 +414,7 @@ def test_doctor_lists_every_problem_with_counts_and_fixes(root, make_model):
     assert counts == {
         "corrupted": 1,
         "missing": 1,
+        "damaged": 0,
         "changed": 0,
         "pending": 1,
         "duplicates": 1,

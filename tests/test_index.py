@@ -1,6 +1,8 @@
 """The index is a cache: rebuildable from records, searchable, shared by processes."""
 
 import sqlite3
+import stat
+from pathlib import Path
 
 from model_shelf.library import Shelf
 from model_shelf.library.index import SortOrder
@@ -90,3 +92,22 @@ def test_two_processes_share_one_index(root, make_model):
         assert len(second.list_models()) == 1  # WAL: the other connection sees the commit
         second.import_model(make_model(), "vae")
         assert len(first.list_models()) == 2
+
+
+def test_state_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """state.db keeps download sources (issue 15): it and index.db, with their -wal and -shm,
+    are 0600 from the start, and older 0644 files are narrowed when opened."""
+    root = tmp_path / "library"
+    with Shelf.open(root) as shelf:
+        shelf.downloads.list()
+        shelf.index.count()
+        files = sorted((root / ".shelf").glob("*.db*"))
+        assert {p.name for p in files} >= {"index.db", "index.db-wal", "state.db", "state.db-shm"}
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == {
+            p.name: 0o600 for p in files
+        }
+    for path in files:
+        if path.exists():
+            path.chmod(0o644)
+    with Shelf.open(root):
+        assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files if p.exists())

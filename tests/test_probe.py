@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save_file
 
-from model_shelf.library import probe
+from model_shelf.library import Shelf, probe
 from model_shelf.library.errors import CorruptModelError, NotAModelError, SourceNotFoundError
 from model_shelf.library.probe import (
     PickleVerdict,
@@ -742,3 +742,35 @@ def test_bad_gguf_is_corrupt(tmp_path: Path, make, reason: str) -> None:
         probe_file(path)
 
     assert path.name in str(caught.value)
+
+
+def _raw_safetensors(path: Path, header: dict[str, object]) -> Path:
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    return path
+
+
+@pytest.mark.parametrize("too_large", ["tensors", "bytes"])
+def test_a_legal_header_too_large_to_inspect_is_said_so_and_still_imports(
+    tmp_path: Path, too_large: str
+) -> None:
+    """A million tensors cost 1.7 GB and 13 s to parse (issue 15): past the caps the probe
+    reads nothing more, says why, and the file is imported all the same."""
+    if too_large == "tensors":
+        header: dict[str, object] = {
+            f"t{i}": {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]}
+            for i in range(probe.MAX_INSPECT_TENSORS + 1)
+        }
+    else:
+        header = {
+            "__metadata__": {"notes": "x" * (probe.MAX_INSPECT_HEADER_BYTES + 1)},
+            "t": {"dtype": "F16", "shape": [0], "data_offsets": [0, 0]},
+        }
+    path = _raw_safetensors(tmp_path / "huge.safetensors", header)
+    result = probe.probe_file(path)
+    assert result.format == "safetensors"
+    assert result.error is not None and "too large to inspect" in result.error
+    assert result.tensor_count is None
+    with Shelf.open(tmp_path / "library") as shelf:
+        record = shelf.import_model(path, "loras")
+        assert record.probe.error == result.error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient
@@ -9,6 +10,7 @@ from remote_server import RemoteServer, write_model_file
 from routes_support import JSON, json_of, open_events
 
 from model_shelf.library import Shelf
+from model_shelf.library.downloads.tasks import DownloadTask, TaskState
 
 pytest_plugins = ["routes_fixtures"]
 
@@ -47,7 +49,9 @@ async def test_download_progress_pause_resume_done(
             )
         )
         assert moving["total_bytes"] == size and moving["speed_bytes_per_second"] > 0
-        listed = await json_of(await client.get("/model-shelf/downloads"))
+        page = await json_of(await client.get("/model-shelf/downloads"))
+        listed = page["items"]
+        assert (page["total"], page["offset"]) == (1, 0)
         assert [t["id"] for t in listed] == [task["id"]]
         assert listed[0]["bytes_done"] >= MIB and listed[0]["total_bytes"] == size
 
@@ -130,3 +134,40 @@ async def test_bad_downloads(client: TestClient, api_shelf: Shelf) -> None:
     assert (await json_of(await client.get("/model-shelf/downloads/nope")))["code"] == (
         "TASK_NOT_FOUND"
     )
+
+
+async def test_the_task_list_is_paged_and_its_finished_history_bounded(
+    client: TestClient, api_shelf: Shelf
+) -> None:
+    store = api_shelf.downloads.store
+    for n in range(30):
+        store.insert(
+            DownloadTask(
+                source=f"https://example.com/{n}.safetensors",
+                source_key=f"url:https://example.com/{n}.safetensors",
+                source_kind="url",
+                state=TaskState.DONE,
+                finished_at=datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=n),
+            )
+        )
+    page = await json_of(await client.get("/model-shelf/downloads?offset=0&limit=10"))
+    assert (page["total"], page["offset"], page["limit"], len(page["items"])) == (30, 0, 10, 10)
+    assert page["items"][0]["source"] == "https://example.com/29.safetensors"  # newest first
+    last = await json_of(await client.get("/model-shelf/downloads?offset=25&limit=10"))
+    assert [t["source"] for t in last["items"]][-1] == "https://example.com/0.safetensors"
+    for bad in ("limit=0", "limit=100000", "offset=-1", "limit=x", "extra=1"):
+        response = await client.get(f"/model-shelf/downloads?{bad}")
+        assert response.status == 422, bad
+        assert (await json_of(response))["code"] == "INVALID_REQUEST"
+
+    # Each new download forgets the oldest finished ones beyond the setting.
+    api_shelf.downloads.settings = api_shelf.downloads.settings.model_copy(
+        update={"finished_tasks_kept": 5}
+    )
+    task = await add(client, source="http://127.0.0.1:9/new.safetensors", type="loras")
+    page = await json_of(await client.get("/model-shelf/downloads"))
+    assert page["total"] == 6
+    assert page["items"][0]["id"] == task["id"]
+    assert [t["source"] for t in page["items"][1:]] == [
+        f"https://example.com/{n}.safetensors" for n in (29, 28, 27, 26, 25)
+    ]

@@ -65,6 +65,24 @@ async def test_import_refusals(client: TestClient, api_shelf: Shelf, tmp_path: P
     assert tree_snapshot(tmp_path) == before
 
 
+async def test_import_of_the_whole_disk_or_the_library_folder_is_refused(
+    client: TestClient, api_shelf: Shelf, tmp_path: Path
+) -> None:
+    """The fuzz run's find (issue 11): ``{"path": "/", "type": "loras"}`` walked the whole disk
+    (``/proc`` too, whose folders vanish: a FileNotFoundError, a 500) to copy it all in; the
+    library's own parent folder was copied into the library."""
+    write_model_file(tmp_path / "outside" / "model.safetensors", 4096)
+    before = tree_snapshot(tmp_path)
+    for path in ["/", str(tmp_path), str(api_shelf.root)]:
+        response = await client.post(
+            "/model-shelf/import", json={"path": path, "type": "loras"}, headers=JSON
+        )
+        assert response.status == 422, (path, await response.text())
+        assert (await json_of(response))["code"] == "NOT_A_MODEL"
+    assert tree_snapshot(tmp_path) == before
+    assert api_shelf.list_models() == []
+
+
 async def _chunks(path: Path, size: int = MIB) -> AsyncIterator[bytes]:
     with open(path, "rb") as handle:
         while chunk := handle.read(size):

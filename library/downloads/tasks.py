@@ -52,6 +52,8 @@ class TaskState(str, Enum):
 TERMINAL_STATES = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED})
 RUNNABLE_STATES = frozenset({TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING})
 """States a process may claim a task in (downloading/verifying: its owner died)."""
+TERMINAL_ORDER = (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED)
+_TERMINAL_MARKS = ", ".join("?" for _ in TERMINAL_ORDER)
 
 
 class ControlRequest(str, Enum):
@@ -126,9 +128,24 @@ class DownloadTask(BaseModel):
         return sum(n for kind, n in self.byte_sources.items() if kind != "internet")
 
     @property
+    def shown_source(self) -> str:
+        """`source` as people see it: a ``user:password@`` in a URL is left out."""
+        return _without_userinfo(self.source)
+
+    @property
     def partial_name(self) -> str:
         """File name of the task's partial data under ``.shelf/partial/``."""
         return f"{self.id}.part"
+
+
+def _without_userinfo(source: str) -> str:
+    scheme, sep, rest = source.partition("://")
+    if not sep:
+        return source
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return source
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
 
 
 # Columns in table order. JSON columns are stored as text; everything else maps 1:1.
@@ -249,6 +266,17 @@ def _from_row(row: sqlite3.Row) -> DownloadTask:
     return DownloadTask.model_validate(data)
 
 
+def _readable(rows: Iterable[sqlite3.Row]) -> list[DownloadTask]:
+    tasks = []
+    for row in rows:
+        try:
+            tasks.append(_from_row(row))
+        except (ValidationError, ValueError) as exc:
+            # A row written by a newer version, or damaged: skip it, loudly, keep the rest.
+            log.warning("skipping unreadable download task %s: %s", row["id"], exc)
+    return tasks
+
+
 def _encode(column: str, value: object) -> object:
     if isinstance(value, Enum):
         return value.value
@@ -308,14 +336,7 @@ class TaskStore(SqliteStore):
             f"SELECT * FROM tasks WHERE {where} ORDER BY priority DESC, created_at, rowid",
             tuple(params),
         ).fetchall()
-        tasks = []
-        for row in rows:
-            try:
-                tasks.append(_from_row(row))
-            except (ValidationError, ValueError) as exc:
-                # A row written by a newer version, or damaged: skip it, loudly, keep the rest.
-                log.warning("skipping unreadable download task %s: %s", row["id"], exc)
-        return tasks
+        return _readable(rows)
 
     def get(self, task_id: str) -> DownloadTask:
         """The task with ``task_id``.
@@ -340,6 +361,33 @@ class TaskStore(SqliteStore):
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
+    def page(self, offset: int, limit: int) -> tuple[list[DownloadTask], int]:
+        """A window of every task, and how many there are: unfinished ones first (highest
+        priority, then oldest), then finished ones, most recently finished first."""
+        order = (
+            f"CASE WHEN state IN ({_TERMINAL_MARKS}) THEN 1 ELSE 0 END,"
+            f" CASE WHEN state IN ({_TERMINAL_MARKS}) THEN 0 ELSE priority END DESC,"
+            f" CASE WHEN state IN ({_TERMINAL_MARKS}) THEN COALESCE(finished_at, updated_at)"
+            " END DESC, created_at, rowid"
+        )
+        terminal = [s.value for s in TERMINAL_ORDER]
+        try:
+            total = self.db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
+            rows = self.db.execute(
+                f"SELECT * FROM tasks ORDER BY {order} LIMIT ? OFFSET ?",
+                (*terminal, *terminal, *terminal, limit, offset),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return _readable(rows), total
+
+    def count_by_state(self) -> dict[str, int]:
+        """How many tasks are in each state (without reading them)."""
+        try:
+            return dict(self.db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state"))
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
     def latest_for_source(self, source_key: str) -> DownloadTask | None:
         """The newest task for ``source_key``, in any state."""
         try:
@@ -353,6 +401,19 @@ class TaskStore(SqliteStore):
         return _from_row(rows[0]) if rows else None
 
     # -- writes --------------------------------------------------------------
+
+    def prune_finished(self, keep: int) -> int:
+        """Forget finished tasks (done, failed, cancelled) but the ``keep`` most recently
+        finished: the history stays bounded. Returns how many were removed."""
+        terminal = [s.value for s in TERMINAL_ORDER]
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"DELETE FROM tasks WHERE state IN ({_TERMINAL_MARKS}) AND rowid NOT IN"
+                f" (SELECT rowid FROM tasks WHERE state IN ({_TERMINAL_MARKS})"
+                "  ORDER BY COALESCE(finished_at, updated_at) DESC, rowid DESC LIMIT ?)",
+                (*terminal, *terminal, keep),
+            )
+            return cursor.rowcount
 
     def insert(self, task: DownloadTask) -> tuple[DownloadTask, bool]:
         """Insert ``task`` unless an unfinished task for the same source exists.

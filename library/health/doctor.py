@@ -93,6 +93,7 @@ class Doctor:
             "missing": self._missing(
                 [r for r in index.with_health(Health.MISSING.value) if r.archived_at is None]
             ),
+            "damaged": self._damaged(index.with_health(Health.DAMAGED.value)),
             "changed": self._changed(sweep.changed_ids),
             "pending": self._pending(),
             "duplicates": self._duplicates(),
@@ -161,6 +162,21 @@ class Doctor:
                 "put the files back (they are found again), "
                 f"'{CLI} repair NAME' to download them again, "
                 f"or '{CLI} purge-ghosts' to forget them"
+            )
+            if records
+            else None,
+        )
+
+    def _damaged(self, records: list[ModelRecord]) -> HealthSection:
+        return HealthSection(
+            key="damaged",
+            title="Record damaged: unreadable, or it lists files outside the library",
+            severity=Severity.ERROR if records else Severity.OK,
+            count=len(records),
+            items=[_item(r) for r in records[:MAX_ITEMS]],
+            fix=(
+                f"'{CLI} repair NAME' (or 'repair --all') re-creates the record from the model "
+                "file, hashing it; the damaged record is kept in .shelf/damaged/"
             )
             if records
             else None,

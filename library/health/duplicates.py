@@ -5,8 +5,10 @@ file whose record keeps the other names as aliases (workflows that use them stil
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..catalog import Catalog
+from ..errors import RecordError
 from ..records import HashState, Health, ModelRecord, RecordStore
 from ..removal import Remover
 from ..verify import Verifier
@@ -67,13 +69,18 @@ class Deduplicator:
         sidecar are removed (journaled), so a crash in between loses nothing.
 
         Args:
-            keep (`set[str]`, *optional*): ``type/name`` of copies to keep instead of the oldest.
+            keep (`set[str]`, *optional*): copies to keep instead of the oldest: ``type/name``,
+                name, file name, alias or hash, as `Catalog.find` takes them.
             only (`set[str]`, *optional*): merge only groups holding one of these ``type/name``
                 (cleanup merges the copies it listed, nothing more).
 
         Returns:
             `DedupeReport`: what was merged and what was left alone.
+
+        Raises:
+            `ModelNotFoundError`, `AmbiguousModelError`: a name in ``keep``, before any change.
         """
+        keep_ids = {self.catalog.find(name).id for name in keep or ()}
         report = DedupeReport()
         for records in self.catalog.index.duplicate_groups():
             by_type: dict[str, list[ModelRecord]] = {}
@@ -83,17 +90,27 @@ class Deduplicator:
                 if only is not None and not any(r.display() in only for r in group):
                     continue
                 if len(group) > 1:
-                    self._merge(group, keep or set(), report)
+                    self._merge(group, keep_ids, report)
         return report
 
-    def _merge(self, group: list[ModelRecord], keep: set[str], report: DedupeReport) -> None:
-        usable = [r for r in group if r.health is Health.OK and r.hash_state is HashState.HASHED]
+    def _merge(self, group: list[ModelRecord], keep_ids: set[str], report: DedupeReport) -> None:
+        usable = []
+        paths: dict[str, list[Path]] = {}
+        for record in group:
+            if record.health is not Health.OK or record.hash_state is not HashState.HASHED:
+                continue
+            try:  # a record leading outside the library is never merged, kept or deleted
+                files = self.records.file_paths(record)
+            except RecordError:
+                continue
+            paths[record.id] = [self.records.model_path(record), *files]
+            usable.append(record)
         if len(usable) < 2:
             report.skipped.append(
                 f"{', '.join(r.display() for r in group)}: not all verified copies (verify first)"
             )
             return
-        chosen = [r for r in usable if r.display() in keep]
+        chosen = [r for r in usable if r.id in keep_ids]
         ordered = chosen + [r for r in usable if r not in chosen]
         kept = None
         for candidate in ordered:
@@ -114,9 +131,8 @@ class Deduplicator:
             kept.usage.count += other.usage.count
         self.catalog.save(kept)
         for other in others:
-            paths = [self.records.model_path(other), *self.records.file_paths(other)]
             self.remover.delete(
-                [*dict.fromkeys(paths), self.records.sidecar_path(other)],
+                [*dict.fromkeys(paths[other.id]), self.records.sidecar_path(other)],
                 reason=f"duplicate of {kept.display()} (dedupe)",
                 record=other,
             )

@@ -31,16 +31,19 @@ from ..catalog import Catalog
 from ..downloads.progress import ProgressEvent
 from ..downloads.tasks import TERMINAL_STATES
 from ..errors import ShelfError, TaskNotFoundError
-from ..fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_bytes, fsync_dir
+from ..imports import HashTiming, Importer, find_unit
 from ..installer import DownloadService
 from ..layout import Layout
-from ..records import Health, ModelKind, ModelRecord
+from ..records import Health, ModelKind, ModelRecord, utc_now
 from ..removal import Remover
 from ..verify import Verifier
 
 log = logging.getLogger("model_shelf.health")
 
 REPAIR_DIRNAME = "repair"
+DAMAGED_DIRNAME = "damaged"
+"""Under ``.shelf/``: damaged records set aside by `Repairer.recreate`, kept for people."""
 
 
 @dataclass
@@ -74,12 +77,14 @@ class Repairer:
         remover: Remover,
         verifier: Verifier,
         downloads: DownloadService,
+        importer: Importer,
     ) -> None:
         self.layout = layout
         self.catalog = catalog
         self.remover = remover
         self.verifier = verifier
         self.downloads = downloads
+        self.importer = importer
         self._started: set[str] = set()  # task ids of repairs started by this process
 
     @property
@@ -248,11 +253,42 @@ class Repairer:
                 results.append(result)
         return results
 
+    def recreate(self, record: ModelRecord) -> RepairResult:
+        """Re-create a damaged record (`Health.DAMAGED`) from its model file, hashing it. The
+        damaged sidecar is kept, moved to ``.shelf/damaged/<type>/<name>.shelf.json.<time>``:
+        never overwritten, never deleted.
+        """
+        sidecar = self.catalog.records.sidecar_path(record)
+        location = self.catalog.records.model_path(record)
+        try:
+            unit = find_unit(location)
+        except ShelfError as exc:
+            return RepairResult(record.display(), False, f"cannot re-create the record: {exc}")
+        stamp = utc_now().strftime("%Y%m%dT%H%M%S%fZ")
+        aside = self.layout.state_dir / DAMAGED_DIRNAME / record.type / f"{record.name}.shelf.json"
+        aside = aside.with_name(f"{aside.name}.{stamp}")
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        if sidecar.exists():
+            os.replace(sidecar, aside)  # same disk: the state folder is inside the root
+            fsync_dir(sidecar.parent)
+        self.catalog.index.delete(record.id)
+        try:
+            new = self.importer.register_in_place(unit, hashing=HashTiming.NOW)
+        except (ShelfError, OSError) as exc:
+            return RepairResult(record.display(), False, f"cannot re-create the record: {exc}")
+        log.info(
+            "Model Shelf: record of %s re-created; the damaged one is %s", new.display(), aside
+        )
+        return RepairResult(new.display(), True, f"record re-created; the damaged one is {aside}")
+
     def repair_now(self, record: ModelRecord) -> RepairResult:
         """Repair one model in the foreground: download (on a loop of its own), then verify.
+        A damaged record is re-created from the model file instead (`recreate`).
 
         For the CLI and scripts; inside ComfyUI use `start` and let the running engine do it.
         """
+        if record.health is Health.DAMAGED:
+            return self.recreate(record)
         try:
             job = self.start(record)
         except ShelfError as exc:

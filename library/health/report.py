@@ -106,6 +106,8 @@ class HealthReport(BaseModel):
     """No section is a warning or an error."""
     corrupted: HealthSection
     missing: HealthSection
+    damaged: HealthSection
+    """Records that cannot be read or lead outside the library (never acted on)."""
     changed: HealthSection
     pending: HealthSection
     duplicates: DuplicatesSection
@@ -119,6 +121,7 @@ class HealthReport(BaseModel):
         sections = [
             self.corrupted,
             self.missing,
+            self.damaged,
             self.changed,
             self.pending,
             self.duplicates,

@@ -71,7 +71,8 @@ export function shelfClient(api) {
         headers: { "Content-Type": "application/octet-stream", "X-Model-Shelf": "1" },
       }),
     // downloads
-    downloads: () => call("/downloads"),
+    /** A page of tasks, unfinished first: {total, offset, limit, items}. */
+    downloads: (offset = 0, limit = 200) => call(`/downloads?offset=${offset}&limit=${limit}`),
     addDownload: (source, type, name, sha256) =>
       call("/downloads", {
         method: "POST",

@@ -119,11 +119,12 @@ export class DownloadsView {
 
   async reload() {
     try {
-      const tasks = await this.client.downloads();
+      // The first page: every unfinished task, then the latest finished ones.
+      const page = await this.client.downloads();
       this.tasks.clear();
       for (const row of this.rows.values()) row.remove();
       this.rows.clear();
-      for (const task of tasks) this.upsert(task);
+      for (const task of page.items) this.upsert(task);
     } catch (error) {
       this.shared.toast("error", "Model Shelf", error.message);
     }

@@ -37,6 +37,8 @@ export class HealthView {
           ["Download again", "pi-download", () => c.repair([], true)],
           ["Forget them", "pi-eraser", () => c.purgeGhosts()],
         ];
+      case "damaged":
+        return [["Re-create records", "pi-wrench", () => c.repair([], true)]];
       case "changed":
       case "pending":
         return [["Verify now", "pi-verified", () => c.verify([])]];
@@ -72,7 +74,7 @@ export class HealthView {
       : `${report.models.toLocaleString()} models; some need a look`;
     this.renderDisk(report.disk.disk);
     clear(this.sections);
-    for (const section of [report.corrupted, report.missing, report.changed, report.pending, report.duplicates, report.orphans, ...(report.failing_loads ? [report.failing_loads] : [])]) {
+    for (const section of [report.corrupted, report.missing, report.damaged, report.changed, report.pending, report.duplicates, report.orphans, ...(report.failing_loads ? [report.failing_loads] : [])]) {
       const items = section.items.slice(0, 20).map((item) =>
         el("li", {}, item.name, item.size !== null && item.size !== undefined ? ` (${formatBytes(item.size)})` : "", item.detail ? `: ${item.detail}` : ""),
       );
@@ -95,7 +97,7 @@ export class HealthView {
         ),
       );
     }
-    this.shared.setCount?.("health", report.ok ? 0 : report.corrupted.count + report.missing.count);
+    this.shared.setCount?.("health", report.ok ? 0 : report.corrupted.count + report.missing.count + report.damaged.count);
   }
 
   renderDisk(disk) {

@@ -17,7 +17,7 @@ const SORTS = [
   ["size", "Largest"],
   ["type", "Type"],
 ];
-const STATUSES = ["verified", "unverified", "corrupted", "missing", "pickle"];
+const STATUSES = ["verified", "unverified", "corrupted", "missing", "damaged", "pickle"];
 
 function option(value, label, selected) {
   return el("option", { value, selected: selected === value }, label);
@@ -32,6 +32,7 @@ export function badges(model) {
     unverified: "Recorded without digests yet (they are computed in the background)",
     corrupted: "The file's content differs from its record",
     missing: "The file is gone; its record remains",
+    damaged: "Record damaged: unreadable, or it lists files outside the library (Health: repair re-creates it)",
   };
   if (status) list.push(el(`span.ms-badge.ms-badge-${status}`, { title: titles[status] ?? status }, status));
   if (model.pickle) {
