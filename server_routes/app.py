@@ -16,7 +16,18 @@ from pathlib import Path
 from aiohttp import web
 
 from ..library import Shelf
-from . import downloads, events, health, imports, models, service, settings, team, workflows
+from . import (
+    downloads,
+    events,
+    health,
+    imports,
+    metadata,
+    models,
+    service,
+    settings,
+    team,
+    workflows,
+)
 from .context import RouteContext, provide
 from .errors import Handler, error_response, json_errors
 from .guard import SAFE_METHODS, check_state_change, is_peer_route, is_upload, serves_peers
@@ -24,7 +35,18 @@ from .paths import API_PREFIX, PREFIX
 
 log = logging.getLogger("model_shelf.api")
 
-RESOURCES = (models, imports, downloads, health, settings, service, events, workflows, team)
+RESOURCES = (
+    models,
+    imports,
+    downloads,
+    health,
+    settings,
+    service,
+    events,
+    workflows,
+    team,
+    metadata,  # issue #12
+)
 """One module per resource, each with ``routes(ctx) -> list[web.RouteDef]``."""
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -162,6 +184,7 @@ def standalone_app(
         if watch:
             await ctx.run(shelf.start_watching)
             wiring.watch_changes()
+            await ctx.run(shelf.start_enriching)  # issue #12: metadata in the background
         try:
             yield
         finally:
@@ -173,6 +196,7 @@ def standalone_app(
             await ctx.jobs.wait()
             wiring.stop()
             if watch:
+                await ctx.run(shelf.stop_enriching)
                 await ctx.run(shelf.stop_watching)
             await asyncio.get_running_loop().run_in_executor(None, ctx.close)
 

@@ -17,6 +17,9 @@ from safetensors.numpy import save_file
 from model_shelf.library import Shelf
 
 REPO = Path(__file__).resolve().parent.parent
+# No background metadata lookups against the real Civitai in tests (issue #12); the tests of
+# the worker turn it on for their own loopback server.
+os.environ.setdefault("MODEL_SHELF_ENRICH_BACKGROUND", "0")
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,7 @@ def library(root: Path, server: EnrichServer) -> Iterator[Shelf]:
         yield shelf
 
 
-def add(shelf: Shelf, make_model, name: str, seed: int, sources=()):  # noqa: ANN001, ANN201
+def add(shelf: Shelf, make_model, name: str, seed: int, sources=()):
     path = make_model(name, seed=seed)
     return shelf.import_model(path, "loras", sources=sources)
 
@@ -320,3 +320,28 @@ def test_background_worker_enriches_new_models(root: Path, server: EnrichServer,
         assert worker is not None
         assert worker.wait_idle(timeout=30)
         assert shelf.metadata(record.id).trust is Trust.VERIFIED
+
+
+def test_cli_enrich_and_show(root: Path, server: EnrichServer, make_model, monkeypatch):
+    from conftest import run_cli
+
+    with open_shelf(root, server) as shelf:
+        record = add(shelf, make_model, "cli.safetensors", 100)
+    server.add_version(1001, 101, record.name, record.sha256, record.size)
+    before = run_cli(root, "show", "cli.safetensors", check=True)
+    assert "metadata: metadata not fetched yet" in before.stdout
+
+    monkeypatch.setenv("MODEL_SHELF_ENRICH_OFFLINE", "1")
+    offline = run_cli(root, "enrich", check=True)
+    assert "nothing asked" in offline.stdout and server.total_requests == 0
+
+    monkeypatch.setenv("MODEL_SHELF_ENRICH_OFFLINE", "0")
+    monkeypatch.setenv("MODEL_SHELF_DOWNLOAD_CIVITAI_API_BASE", server.civitai_base)
+    monkeypatch.setenv("MODEL_SHELF_ENRICH_REQUESTS_PER_SECOND", "20")
+    done = run_cli(root, "enrich", "cli.safetensors", check=True)
+    assert "1 verified" in done.stdout and "2 requests" in done.stdout
+    again = run_cli(root, "enrich", "--json", check=True)
+    assert '"requests": 0' in again.stdout
+    shown = run_cli(root, "show", "cli.safetensors", check=True).stdout
+    assert "metadata: verified from civitai: Model 101 v1001" in shown
+    assert "base model: SDXL 1.0" in shown and "triggers: shelfstyle" in shown
