@@ -141,6 +141,20 @@ def stored_hf_token() -> str | None:
     return get_token()
 
 
+def prefixed_values(
+    model: type[BaseModel], prefix: str, environ: Mapping[str, str] | None
+) -> dict[str, object]:
+    """``<PREFIX><FIELD>`` variables of ``environ`` (``os.environ`` unless given) that are set and
+    not empty, by field name."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name in model.model_fields:
+        raw = env.get(prefix + name.upper())
+        if raw is not None and raw != "":
+            values[name] = raw
+    return values
+
+
 # --- watching and health ------------------------------------------------------------------------
 # How the library keeps its own index current and checks its files. `HealthSettings.from_env` is
 # the only place that reads them from the environment (``MODEL_SHELF_HEALTH_<FIELD>``).
@@ -200,13 +214,7 @@ class HealthSettings(BaseModel):
         Raises:
             `pydantic.ValidationError`: a value has the wrong type or is out of range.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            raw = env.get(HEALTH_ENV_PREFIX + name.upper())
-            if raw is not None and raw != "":
-                values[name] = raw
-        return cls.model_validate(values)
+        return cls.model_validate(prefixed_values(cls, HEALTH_ENV_PREFIX, environ))
 
 
 # --- metadata from Civitai and Hugging Face (issue #12) ----------------------------------------
@@ -256,10 +264,4 @@ class EnrichSettings(BaseModel):
         Raises:
             `pydantic.ValidationError`: a value has the wrong type or is out of range.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            raw = env.get(ENRICH_ENV_PREFIX + name.upper())
-            if raw is not None and raw != "":
-                values[name] = raw
-        return cls.model_validate(values)
+        return cls.model_validate(prefixed_values(cls, ENRICH_ENV_PREFIX, environ))
