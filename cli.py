@@ -22,6 +22,7 @@ from typing import Any
 from .library import HashTiming, ImportMode, ModelRecord, Shelf, ShelfError
 from .library.command import cli_command
 from .library.layout import MODEL_TYPES
+from .library.metadata import Licence
 from .library.settings import ROOT_ENV, resolve_root
 from .library.units import human_size, parse_size
 
@@ -187,7 +188,65 @@ def cmd_show(shelf: Shelf, args: argparse.Namespace) -> int:
             print(f"  {label}:  {', '.join(values)}")
     for source in record.sources:
         print(f"  source:   {source.url}")
+    _print_metadata(record)
     return EXIT_OK
+
+
+def _print_metadata(record: ModelRecord) -> None:
+    """The metadata lines of `show` (issue #12)."""
+    view = record.metadata.view()
+    if view.status != "matched":
+        print(f"  metadata: {view.message}")
+    else:
+        what = " ".join(x for x in (view.model_name, view.version_name) if x)
+        print(f"  metadata: {view.trust.value if view.trust else ''} from {view.source}: {what}")
+    rows = [
+        ("base model", view.base_model),
+        ("triggers", ", ".join(view.trained_words)),
+        ("page", view.page_url),
+        ("download", view.source_url),
+        ("licence", _licence_text(view.licence)),
+        (
+            "update",
+            view.newer_version and f"{view.newer_version.name} ({view.newer_version.source})",
+        ),
+        ("preview", record.metadata.preview and record.metadata.preview.file),
+    ]
+    for label, value in rows:
+        if value:
+            print(f"  {label + ':':<9} {value}")
+
+
+def _licence_text(licence: Licence | None) -> str | None:
+    if licence is None:
+        return None
+    if licence.name:
+        return licence.name
+    parts = [f"commercial use: {', '.join(licence.allow_commercial_use) or 'none'}"]
+    if licence.allow_no_credit is False:
+        parts.append("credit required")
+    if licence.allow_derivatives is False:
+        parts.append("no derivatives")
+    return "; ".join(parts)
+
+
+def cmd_enrich(shelf: Shelf, args: argparse.Namespace) -> int:
+    """Look models up on Civitai / Hugging Face by hash (issue #12)."""
+    report = shelf.enrich(args.names, refresh=args.refresh)
+    if args.json:
+        _emit_json(report.to_dict())
+        return EXIT_OK
+    if report.offline:
+        print("offline (MODEL_SHELF_ENRICH_OFFLINE): nothing asked; metadata not fetched yet")
+        return EXIT_OK
+    badges = ", ".join(f"{n} {t}" for t, n in sorted(report.trust.items())) or "none"
+    print(
+        f"{report.checked} looked up: {badges}; {report.unknown} unknown; "
+        f"{report.previews} previews; {report.requests} requests"
+    )
+    for failure in report.failures[:20]:
+        print(f"  {failure}", file=sys.stderr)
+    return EXIT_FAILED if report.unanswered else EXIT_OK
 
 
 def cmd_verify(shelf: Shelf, args: argparse.Namespace) -> int:
@@ -1089,6 +1148,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("show", cmd_show, "show one model by name, alias or hash")
     p.add_argument("query", metavar="NAME|HASH")
+
+    p = command("enrich", cmd_enrich, "look models up on Civitai and Hugging Face by hash")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument(
+        "--refresh", action="store_true", help="ask again even if cached answers are fresh"
+    )
 
     p = command("verify", cmd_verify, "re-hash models and compare with their records")
     p.add_argument("names", nargs="*", metavar="NAME")

@@ -154,6 +154,7 @@ class ComfyRuntime:
             self.runs.listener = usage
         watcher = shelf.start_watching()
         watcher.subscribe(bridge)
+        shelf.start_enriching()  # issue #12: metadata by hash, in the background
         if self.api is not None:
             # Events to the page (the watcher's changes, download progress) through the API's
             # one hub, and downloads in ComfyUI's loop (issue #6).

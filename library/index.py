@@ -124,11 +124,21 @@ def _migration_3(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX models_health ON models(health, hash_state)")
 
 
+def _migration_enrich(db: sqlite3.Connection) -> None:
+    """Issue #12: raw answers of Civitai and Hugging Face, by request key, so a lookup made
+    within a week asks no one again (stale-while-revalidate: `library.enrich.cache`)."""
+    db.execute(
+        "CREATE TABLE enrich_answers (key TEXT PRIMARY KEY, fetched_at REAL NOT NULL,"
+        " found INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID"
+    )
+
+
 # Numbered steps, N -> N+1; the index's PRAGMA user_version says how far it got.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,  # issue #6
+    _migration_enrich,  # issue #12
 ]
 
 
@@ -400,6 +410,70 @@ class IndexStore(SqliteStore):
             return self.db.execute("PRAGMA data_version").fetchone()[0]
         except sqlite3.Error as exc:
             raise IndexStoreError(f"index {self.path}: {exc}") from exc
+
+    # -- enrichment answers (issue #12) ---------------------------------------------------------
+
+    def answers(self, keys: Sequence[str]) -> dict[str, tuple[float, bool, str]]:
+        """Cached remote answers: ``key -> (fetched_at, found, body)`` for the keys present.
+
+        Raises:
+            `IndexStoreError`: the index cannot be read.
+        """
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, tuple[float, bool, str]] = {}
+        for start in range(0, len(wanted), 500):  # SQLite caps the number of parameters
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, fetched_at, hit, body in self._rows(
+                f"SELECT key, fetched_at, found, body FROM enrich_answers WHERE key IN ({marks})",
+                chunk,
+            ):
+                found[key] = (fetched_at, bool(hit), body)
+        return found
+
+    def store_answers(self, rows: Iterable[tuple[str, float, bool, str]]) -> None:
+        """Remember ``(key, fetched_at, found, body)`` answers, replacing older ones."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO enrich_answers (key, fetched_at, found, body)"
+                " VALUES (?, ?, ?, ?)",
+                [(k, t, int(f), b) for k, t, f, b in rows],
+            )
+
+    def metadata_rows(self, limit: int, checked_before: str | None) -> list[str]:
+        """Ids of up to ``limit`` hashed, present models to enrich: never checked ones first
+        (newest first), then (with ``checked_before``, an isoformat time) those checked before.
+        """
+        ids = [
+            row[0]
+            for row in self._rows(
+                "SELECT id FROM models WHERE health != 'missing'"
+                " AND json_extract(record_json, '$.metadata.checked_at') IS NULL"
+                " ORDER BY created_at DESC LIMIT ?",
+                (limit,),
+            )
+        ]
+        if checked_before is not None and len(ids) < limit:
+            ids += [
+                row[0]
+                for row in self._rows(
+                    "SELECT id FROM models WHERE health != 'missing'"
+                    " AND json_extract(record_json, '$.metadata.checked_at') < ?"
+                    " ORDER BY json_extract(record_json, '$.metadata.checked_at') LIMIT ?",
+                    (checked_before, limit - len(ids)),
+                )
+            ]
+        return ids
+
+    def metadata_summaries(self) -> list[tuple[str, str, str, str | None]]:
+        """``(id, type, name, metadata JSON)`` of every model, by type and name (the grid)."""
+        return [
+            (i, t, n, m)
+            for i, t, n, m in self._rows(
+                "SELECT id, type, name, json_extract(record_json, '$.metadata') FROM models"
+                " ORDER BY type, name COLLATE NOCASE"
+            )
+        ]
 
     # -- for the incremental sync, the watcher and the health checks ---------------------------
 

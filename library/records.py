@@ -21,6 +21,7 @@ from .errors import RecordError, UnsafeRecordError
 from .fsutil import atomic_create_bytes, atomic_write_bytes
 from .hashing import Hashes
 from .layout import Layout
+from .metadata import ModelMetadata
 from .probe import ProbeResult
 
 SCHEMA_VERSION = 1
@@ -110,6 +111,8 @@ class ModelRecord(BaseModel):
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     verified_at: datetime | None = None
+    metadata: ModelMetadata = Field(default_factory=ModelMetadata)
+    """What Civitai / Hugging Face say about it (issue #12), and the user's own values."""
 
     @property
     def sha256(self) -> str | None:

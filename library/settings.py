@@ -144,6 +144,20 @@ def stored_hf_token() -> str | None:
     return get_token()
 
 
+def prefixed_values(
+    model: type[BaseModel], prefix: str, environ: Mapping[str, str] | None
+) -> dict[str, object]:
+    """``<PREFIX><FIELD>`` variables of ``environ`` (``os.environ`` unless given) that are set and
+    not empty, by field name."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for name in model.model_fields:
+        raw = env.get(prefix + name.upper())
+        if raw is not None and raw != "":
+            values[name] = raw
+    return values
+
+
 # --- watching and health ------------------------------------------------------------------------
 # How the library keeps its own index current and checks its files. `HealthSettings.from_env` is
 # the only place that reads them from the environment (``MODEL_SHELF_HEALTH_<FIELD>``).
@@ -203,10 +217,54 @@ class HealthSettings(BaseModel):
         Raises:
             `pydantic.ValidationError`: a value has the wrong type or is out of range.
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name in cls.model_fields:
-            raw = env.get(HEALTH_ENV_PREFIX + name.upper())
-            if raw is not None and raw != "":
-                values[name] = raw
-        return cls.model_validate(values)
+        return cls.model_validate(prefixed_values(cls, HEALTH_ENV_PREFIX, environ))
+
+
+# --- metadata from Civitai and Hugging Face (issue #12) ----------------------------------------
+# `EnrichSettings.from_env` is the only place that reads them (``MODEL_SHELF_ENRICH_<FIELD>``).
+# The Civitai API host (civitai.com or civitai.red) is `DownloadSettings.civitai_api_base`.
+
+ENRICH_ENV_PREFIX = "MODEL_SHELF_ENRICH_"
+"""``MODEL_SHELF_ENRICH_<FIELD>`` overrides an `EnrichSettings` field, e.g.
+``MODEL_SHELF_ENRICH_OFFLINE=1`` or ``MODEL_SHELF_ENRICH_NSFW_MAX_LEVEL=4``."""
+
+
+class EnrichSettings(BaseModel):
+    """How model metadata is looked up, cached and previewed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    offline: bool = False
+    """Ask no one: only what is cached or recorded is shown ("metadata not fetched yet")."""
+    background: bool = True
+    """Look new models up by themselves, then sweep stale ones slowly (inside ComfyUI, serve)."""
+    nsfw_max_level: int = Field(1, ge=0, le=32)
+    """Highest Civitai ``nsfwLevel`` a preview may have (1 PG, 2 PG-13, 4 R, 8 X, 16 XXX)."""
+    previews: bool = True
+    """Download the first safe preview image beside the model, and a thumbnail."""
+    requests_per_second: float = Field(2.0, gt=0, le=20)
+    """At most this many requests per second to each source."""
+    fresh_seconds: float = Field(7 * 24 * 3600.0, ge=0)
+    """A cached answer younger than this is used without asking again."""
+    timeout_seconds: float = Field(20.0, gt=0)
+    """One request (connect and answer) may take this long."""
+    retry_after_max_seconds: float = Field(120.0, ge=0)
+    """A ``429`` is waited out (``Retry-After``) up to this long, then the lookup gives up."""
+    max_attempts: int = Field(3, ge=1)
+    preview_max_bytes: int = Field(16 * 1024 * 1024, gt=0)
+    """A preview image larger than this is refused."""
+    thumbnail_pixels: int = Field(256, ge=16, le=2048)
+    """The longer side of a thumbnail."""
+    sweep_interval_seconds: float = Field(60.0, gt=0)
+    """How often the background worker looks for new or stale models."""
+    batch_size: int = Field(100, ge=1, le=100)
+    """Hashes per Civitai batch request (the API takes up to 100)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EnrichSettings:
+        """Read the settings from ``MODEL_SHELF_ENRICH_<FIELD>`` (``os.environ`` unless given).
+
+        Raises:
+            `pydantic.ValidationError`: a value has the wrong type or is out of range.
+        """
+        return cls.model_validate(prefixed_values(cls, ENRICH_ENV_PREFIX, environ))

@@ -22,6 +22,7 @@ from .downloads.engine import DownloadEngine
 from .downloads.progress import ProgressListener
 from .downloads.tasks import DownloadTask, TaskState
 from .editor import ModelEditor
+from .enrich import Enricher, EnrichReport, EnrichWorker
 from .errors import (
     CorruptModelError,
     IndexStoreError,
@@ -29,6 +30,7 @@ from .errors import (
     SettingsError,
     ShelfError,
     TaskNotFoundError,
+    UnsupportedOperationError,
 )
 from .fetching import FetchProgress, ModelFetcher, ShouldStop
 from .hashing import Hashes, ProgressFn
@@ -53,12 +55,13 @@ from .imports import HashTiming, ImportBatch, Importer, ImportMode, UnitHashes, 
 from .index import IndexStore, SortOrder
 from .installer import DownloadService, LibraryInstaller, quarantine_dir
 from .layout import Layout, check_type
+from .metadata import MetadataView, UserMetadata
 from .preload import PreloadSuggestion, RemoteListing, preload_suggestions
 from .query import Facets, ModelPage, ModelQuery, run_query
 from .query import facets as query_facets
 from .records import HashState, Health, ModelKind, ModelRecord, RecordStore, SourceRef
 from .removal import Remover
-from .settings import DownloadSettings, HealthSettings
+from .settings import DownloadSettings, EnrichSettings, HealthSettings
 from .stored_settings import SettingsFile, StoredLimits, StoredSecrets
 from .sync import Reconciler, SyncReport, scan_folders, units_to_import
 from .team import RemoteModel, Team, TeamSources
@@ -77,7 +80,13 @@ class Shelf:
     Use `Shelf.open` (which also syncs the index with the folders) and `close`, or ``with``.
     """
 
-    def __init__(self, root: Path, download_settings: DownloadSettings | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        download_settings: DownloadSettings | None = None,
+        *,
+        enrich_settings: EnrichSettings | None = None,
+    ) -> None:
         self.layout = Layout(Path(root).absolute())
         self.layout.ensure()
         self.records = RecordStore(self.layout)
@@ -103,15 +112,29 @@ class Shelf:
         self._unsubscribe_repairs: Callable[[], None] | None = None
         self.fetcher = ModelFetcher(self.downloads, self.catalog, self.records)  # issue #4
         self.usage_log = UsageStore(self.layout.state_db)  # issue #14: runs and uses
+        # issue #12: metadata by hash; the background worker starts only on request.
+        self.enricher = Enricher(
+            self.layout,
+            self.catalog,
+            lambda: self.downloads.settings,
+            enrich_settings or EnrichSettings.from_env(),
+        )
+        self.enrich_worker: EnrichWorker | None = None
 
     @classmethod
-    def open(cls, root: Path, download_settings: DownloadSettings | None = None) -> Shelf:
+    def open(
+        cls,
+        root: Path,
+        download_settings: DownloadSettings | None = None,
+        *,
+        enrich_settings: EnrichSettings | None = None,
+    ) -> Shelf:
         """Open ``root`` (created if needed) and bring the index up to date with the folders.
 
         Raises:
             `RootUnavailableError`: the root cannot be created or written.
         """
-        shelf = cls(root, download_settings)
+        shelf = cls(root, download_settings, enrich_settings=enrich_settings)
         shelf.sync()
         return shelf
 
@@ -120,6 +143,7 @@ class Shelf:
         return self.layout.root
 
     def close(self) -> None:
+        self.stop_enriching()  # issue #12
         self.stop_watching()  # issue #5
         self.index.close()
         self.downloads.store.close()  # issue #3
@@ -733,6 +757,78 @@ class Shelf:
             raise ShelfError(f"{suggestion.name} has no source to fetch it from")
         name = suggestion.name.split("/", 1)[1]
         return self.downloads.add(suggestion.source, suggestion.type, name, suggestion.sha256)
+
+    # -- metadata from Civitai and Hugging Face (issue #12) ---------------------------------------
+
+    def enrich(self, queries: Sequence[str] = (), refresh: bool = False) -> EnrichReport:
+        """Look the named models (all when none named) up by hash on Civitai and, for those with
+        a Hugging Face source, on the Hub; store what was learnt in their records and fetch
+        previews. Cached answers younger than a week are used without asking; ``refresh`` asks
+        again. See `Enricher.enrich`.
+
+        Raises:
+            `ModelNotFoundError`, `AmbiguousModelError`: as `find`.
+        """
+        records = [self.find(q) for q in queries] if queries else self.index.list()
+        return self.enricher.enrich(records, refresh)
+
+    def enrich_ids(self, model_ids: Sequence[str], refresh: bool = False) -> EnrichReport:
+        """`enrich` by record ids (all models when none given).
+
+        Raises:
+            `ModelNotFoundError`: an id is unknown.
+        """
+        records = [self.get(i) for i in model_ids] if model_ids else self.index.list()
+        return self.enricher.enrich(records, refresh)
+
+    def metadata(self, model_id: str) -> MetadataView:
+        """What is known about a model from outside, the user's own values over it.
+
+        Raises:
+            `ModelNotFoundError`: no model has that id.
+        """
+        return self.get(model_id).metadata.view()
+
+    def edit_metadata(self, model_id: str, user: UserMetadata) -> MetadataView:
+        """Set the user's own metadata values (they win over every source, and no enrichment
+        changes them).
+
+        Raises:
+            `ModelNotFoundError`: no model has that id.
+        """
+        record = self.get(model_id)
+        record.metadata.user = user
+        self.catalog.save(record)
+        return record.metadata.view()
+
+    def queue_update(self, model_id: str) -> DownloadTask:
+        """Download the newer Civitai version of a model through the download queue.
+
+        Raises:
+            `ModelNotFoundError`: no model has that id.
+            `UnsupportedOperationError`: no newer version is known.
+        """
+        record = self.get(model_id)
+        newer = record.metadata.view().newer_version
+        if newer is None:
+            raise UnsupportedOperationError(
+                f"no newer version of {record.display()} is known; look it up first (enrich)"
+            )
+        return self.downloads.add(newer.source, record.type)
+
+    def start_enriching(self) -> EnrichWorker | None:
+        """Look models up in the background (new ones first, then stale ones) until
+        `stop_enriching` or `close`; nothing when offline or background lookups are off."""
+        settings = self.enricher.settings
+        if self.enrich_worker is None and settings.background and not settings.offline:
+            self.enrich_worker = EnrichWorker(self.enricher)
+            self.enrich_worker.start()
+        return self.enrich_worker
+
+    def stop_enriching(self, timeout: float = 10.0) -> None:
+        if self.enrich_worker is not None:
+            self.enrich_worker.stop(timeout)
+            self.enrich_worker = None
 
 
 def _open_index(layout: Layout) -> IndexStore:

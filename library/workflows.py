@@ -371,12 +371,17 @@ def library_model(shelf: Shelf, value: str, model_type: str | None) -> ModelReco
 
 
 def http_sources(record: ModelRecord) -> list[str]:
-    """The record's source URLs that another machine could download from, best first."""
-    return [
+    """The record's source URLs that another machine could download from, best first; when it
+    has none of its own, the one its metadata found (issue #12: a verified or likely match)."""
+    own = [
         s.url
         for s in record.sources
         if s.kind in ("huggingface", "civitai", "url") and s.url.startswith(("https://", "http://"))
     ]
+    enriched = record.metadata.source_url()
+    if not own and enriched and enriched.startswith(("https://", "http://")):
+        return [enriched]
+    return own
 
 
 def _sha_hex(record: ModelRecord) -> str | None:

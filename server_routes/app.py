@@ -21,6 +21,7 @@ from . import (
     events,
     health,
     imports,
+    metadata,
     models,
     service,
     settings,
@@ -46,6 +47,7 @@ RESOURCES = (
     workflows,
     team,
     usage,
+    metadata,  # issue #12
 )
 """One module per resource, each with ``routes(ctx) -> list[web.RouteDef]``."""
 
@@ -184,6 +186,7 @@ def standalone_app(
         if watch:
             await ctx.run(shelf.start_watching)
             wiring.watch_changes()
+            await ctx.run(shelf.start_enriching)  # issue #12: metadata in the background
         try:
             yield
         finally:
@@ -195,6 +198,7 @@ def standalone_app(
             await ctx.jobs.wait()
             wiring.stop()
             if watch:
+                await ctx.run(shelf.stop_enriching)
                 await ctx.run(shelf.stop_watching)
             await asyncio.get_running_loop().run_in_executor(None, ctx.close)
 

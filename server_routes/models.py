@@ -8,40 +8,22 @@ from pathlib import Path
 from aiohttp import web
 
 from ..library import Shelf
+from ..library.enrich.previews import existing_previews
 from ..library.errors import ConfirmationRequiredError, ModelNotFoundError
 from ..library.layout import MODEL_TYPES
 from ..library.query import ModelQuery
-from ..library.records import HashState, Health, ModelKind, ModelRecord
+from ..library.records import HashState, Health, ModelRecord
 from .context import RouteContext
 from .guard import read_json
 from .paths import PREFIX
 from .responses import json_data, json_model, json_text, query_params
 from .schemas import ModelDelete, ModelDetail, ModelEdit
 
-PREVIEW_SUFFIXES = (
-    ".preview.png",
-    ".preview.jpg",
-    ".preview.jpeg",
-    ".preview.webp",
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".webp",
-)
-"""Images beside a model that are its previews (the conventions of ComfyUI model managers)."""
-
 
 def preview_paths(shelf: Shelf, record: ModelRecord) -> list[Path]:
     """Preview images beside the model, in `PREVIEW_SUFFIXES` order (paths from the record
     only: nothing from a request is joined into them)."""
-    model = shelf.model_path(record)
-    stem = model.with_suffix("") if record.kind is ModelKind.FILE else model
-    found = []
-    for suffix in PREVIEW_SUFFIXES:
-        candidate = stem.with_name(stem.name + suffix)
-        if candidate.is_file():
-            found.append(candidate)
-    return found
+    return existing_previews(shelf.layout, record)
 
 
 def status_of(record: ModelRecord) -> str:

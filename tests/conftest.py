@@ -18,6 +18,9 @@ from safetensors.numpy import save_file
 from model_shelf.library import Shelf
 
 REPO = Path(__file__).resolve().parent.parent
+# No background metadata lookups against the real Civitai in tests (issue #12); the tests of
+# the worker turn it on for their own loopback server.
+os.environ.setdefault("MODEL_SHELF_ENRICH_BACKGROUND", "0")
 
 # Hypothesis: in CI (``CI`` set) every run draws the same examples (no flaky red build from a
 # new random draw); elsewhere runs are random. A failure always prints the blob that replays it

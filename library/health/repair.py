@@ -62,9 +62,16 @@ class RepairResult:
     task_id: str | None = None
 
 
+def repair_source(record: ModelRecord) -> str | None:
+    """Where to download ``record`` again: its first recorded source, else the source its
+    metadata found (issue #12), else None."""
+    own = next((s.url for s in record.sources if s.url), None)
+    return own or record.metadata.source_url()
+
+
 def repairable(record: ModelRecord) -> bool:
-    """True if ``record`` can be fetched again: a single file with a recorded source."""
-    return record.kind is ModelKind.FILE and any(s.url for s in record.sources)
+    """True if ``record`` can be fetched again: a single file with a source."""
+    return record.kind is ModelKind.FILE and repair_source(record) is not None
 
 
 class Repairer:
@@ -112,20 +119,20 @@ class Repairer:
             job = self._load(record.id)
             if job is not None:
                 return job
-        source = next(s for s in record.sources if s.url)
+        source = repair_source(record) or ""
         self.folder.mkdir(parents=True, exist_ok=True)
         set_aside = self._set_aside(record)
         intent = {"record": record.model_dump(mode="json"), "set_aside": set_aside}
         atomic_write_bytes(self._intent(record.id), json.dumps(intent).encode())
         self.remover.delete(
             [self.catalog.records.sidecar_path(record)],
-            reason=f"repair: downloading {record.display()} again from {source.url}",
+            reason=f"repair: downloading {record.display()} again from {source}",
             record=record,
         )
         self.catalog.index.delete(record.id)
         try:
             task = self.downloads.add(
-                source.url, record.type, record.name, sha256=record.hashes.get("sha256")
+                source, record.type, record.name, sha256=record.hashes.get("sha256")
             )
         except ShelfError:
             self._restore(record, set_aside)

@@ -60,6 +60,13 @@ export function shelfClient(api) {
     editModel: (id, changes) => call(`/models/${enc(id)}`, { method: "PATCH", body: changes }),
     removeModel: (id) =>
       call(`/models/${enc(id)}`, { method: "DELETE", body: { confirm: true } }),
+    // metadata from Civitai and Hugging Face (issue #12)
+    metadataGrid: () => call("/metadata"),
+    enrich: (ids = [], refresh = false) =>
+      call("/metadata/enrich", { method: "POST", body: { ids, refresh } }),
+    modelMetadata: (id) => call(`/models/${enc(id)}/metadata`),
+    editMetadata: (id, values) => call(`/models/${enc(id)}/metadata`, { method: "PUT", body: values }),
+    queueUpdate: (id) => call(`/models/${enc(id)}/update`, { method: "POST" }),
     // imports
     importPath: (path, type, mode = "copy", name) =>
       call("/import", { method: "POST", body: { path, type, mode, ...(name ? { name } : {}) } }),

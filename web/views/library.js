@@ -7,6 +7,7 @@ import { setModelDrag } from "../common/loaders.js";
 import { debounce, latestOnly } from "../common/sequence.js";
 import { VirtualList } from "../common/virtual-list.js";
 import { loadTypeFolders } from "./types.js";
+import { metadataSection } from "./model-metadata.js";
 
 const ROW_HEIGHT = 46;
 const PAGE_SIZE = 200;
@@ -350,6 +351,7 @@ export class LibraryView {
       el("div.ms-path", { title: detail.path }, detail.path),
       detail.previews?.length ? el("img.ms-preview", { src: client.url(detail.previews[0].replace(/^\/model-shelf/, "")), alt: "" }) : null,
       el("dl.ms-facts", {}, facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)])),
+      metadataSection(this.shared, record.id), // issue #12
       el("h4", {}, "Hashes"),
       hashes.length ? hashes : el("p.ms-note", {}, "Not computed yet"),
       sources.length ? [el("h4", {}, "Sources"), sources] : null,

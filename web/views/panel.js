@@ -5,6 +5,7 @@
 import { addStylesheet, button, clear, el, icon } from "../common/dom.js";
 import { shelfClient } from "../common/client.js";
 import { LibraryView } from "./library.js";
+import { ModelGridView } from "./model-grid.js";
 import { DownloadsView } from "./downloads.js";
 import { HealthView } from "./health.js";
 import { SettingsView } from "./settings.js";
@@ -15,6 +16,7 @@ import { loadTypeFolders } from "./types.js";
 // has `element`, and may have activate() (shown) and destroy(). Add a view by adding a line.
 const VIEWS = [
   ["library", "Library", "pi-th-large", LibraryView],
+  ["gallery", "Gallery", "pi-images", ModelGridView], // issue #12
   ["downloads", "Downloads", "pi-download", DownloadsView],
   ["health", "Health", "pi-heart", HealthView],
   ["usage", "Usage", "pi-chart-bar", UsageView],
