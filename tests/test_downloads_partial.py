@@ -7,8 +7,6 @@ import contextlib
 import hashlib
 import os
 import random
-import resource
-import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,52 +141,4 @@ def test_many_full_blocks_through_the_pipeline_keep_every_digest_right(tmp_path,
         assert partial.offset == len(data)
         hashes = partial.finish()
     assert (tmp_path / "t.part").read_bytes() == data
-    assert hashes == _digests(data)
-
-
-@contextlib.contextmanager
-def file_size_limit(limit: int) -> Iterator[None]:
-    """Writes past ``limit`` bytes fail (EFBIG) for this process, as a full disk would fail
-    them: a real failure at an exact offset, on any filesystem, without root."""
-    previous_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills us
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous_handler)
-
-
-@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="POSIX file size limits")
-@pytest.mark.parametrize("direct_io", [True, False], ids=["direct", "page-cache"])
-@pytest.mark.parametrize("keep_digests", [True, False], ids=["same-process", "after-restart"])
-def test_a_write_failing_mid_way_keeps_file_and_digests_in_step_and_resume_is_exact(
-    tmp_path, direct_io, keep_digests
-):
-    data = random.Random(6).randbytes(10 * BLOCK_BYTES)
-    limit = 3 * BLOCK_BYTES + 5000  # inside the fourth block, off every alignment
-    path = tmp_path / "t.part"
-    partial = PartialFile(path, free_space_margin_bytes=0, direct_io=direct_io)
-    partial.open()
-    try:
-        partial.prepare()
-        with file_size_limit(limit), pytest.raises(OSError):
-            # Blocks keep being read and appended behind the one that fails: none of them may
-            # land after the gap, and the failure surfaces in the reading thread.
-            write_through_buffers(partial, data, [BLOCK_BYTES] * 10)
-        assert path.stat().st_size == partial.offset == limit
-        if not keep_digests:  # a new process: the digests are rebuilt from the disk
-            partial.close()
-            partial.discard_hasher()
-            partial.open()
-        assert partial.prepare() == limit  # the resume offset
-        rest = len(data) - limit
-        sizes = [BLOCK_BYTES] * (rest // BLOCK_BYTES) + [rest % BLOCK_BYTES]
-        write_through_buffers(partial, data[limit:], sizes)
-        hashes = partial.finish()
-    finally:
-        partial.close()
-        partial.discard_hasher()
-    assert path.read_bytes() == data
     assert hashes == _digests(data)

@@ -947,7 +947,8 @@ class DownloadEngine:
             self._receive_blocks(job, body)
         finally:
             partial_file.flush()
-            self._loop.call_soon_threadsafe(self._progress, job)
+            # Published whatever the interval: the blocks counted before were still being written.
+            self._loop.call_soon_threadsafe(self._progress, job, True)
 
     def _receive_blocks(self, job: _Job, body: BodyStream) -> None:
         assert self._loop is not None and self._limiter is not None
@@ -976,13 +977,13 @@ class DownloadEngine:
             if job.interrupt is not None:
                 raise TransferInterrupted()
 
-    def _progress(self, job: _Job) -> None:
+    def _progress(self, job: _Job, final: bool = False) -> None:
         done = job.partial.offset
         job.speed.add(max(0, done - job.counted))
         job.counted = done
         job.task = job.task.model_copy(update={"bytes_done": done})
         now = time.monotonic()
-        if now - job.last_publish >= PUBLISH_INTERVAL_SECONDS:
+        if final or now - job.last_publish >= PUBLISH_INTERVAL_SECONDS:
             job.last_publish = now
             self.events.publish(snapshot(job.task, job.speed.bytes_per_second))
 
