@@ -1,10 +1,10 @@
 """One read, every digest: xxh3-128 (fast integrity), sha256 (Hugging Face, Civitai, workflows),
 blake3 (ComfyUI core's asset database). Digests are ``"algo:hex"`` strings.
 
-sha256 is the slowest of the three and, like blake3, releases the GIL; each of them gets a
-thread of its own, fed the same chunks in order, while the caller reads the next chunk and runs
-xxh3 (which holds the GIL but is an order of magnitude faster). On two cores this hashes all
-three at about the speed of sha256 alone.
+sha256 is the slowest of the three and, like blake3, releases the GIL. Two threads ("lanes")
+are fed the same chunks in order: sha256 on one, blake3 then xxh3 on the other (together about
+half the cost of sha256), while the caller reads the next chunk. On two cores this hashes all
+three at about the speed of sha256 alone, and leaves the reading thread free to read.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import blake3
 import xxhash
@@ -66,6 +66,11 @@ def split_digest(value: str) -> tuple[str, str]:
     return algo.lower(), hexdigest.lower()
 
 
+def _update_all(digests: list[Any], chunk: bytes | memoryview) -> None:
+    for digest in digests:
+        digest.update(chunk)
+
+
 class MultiHasher:
     """Feed chunks once, get every digest. Not thread-safe: one producer.
 
@@ -76,12 +81,19 @@ class MultiHasher:
         self.algorithms = tuple(algorithms)
         self.bytes_hashed = 0
         self._digests = {algo: _new_digest(algo) for algo in self.algorithms}
-        # xxh3 holds the GIL but is ~15x faster than sha256: run it inline on the caller's thread.
-        self._inline = [d for algo, d in self._digests.items() if algo == "xxh3_128"]
+        # sha256 alone on a lane; blake3 and xxh3 share the other (blake3 + xxh3 cost about half
+        # of sha256). xxh3 alone (verify) stays on the caller's thread: no hop for a fast digest.
+        lanes: dict[str, list[str]] = {}
+        for algo in self._digests:
+            lanes.setdefault("sha256" if algo == "sha256" else "other", []).append(algo)
+        threaded = "sha256" in self._digests or "blake3" in self._digests
+        self._inline = [] if threaded else list(self._digests.values())
         self._threaded = [
-            (d, ThreadPoolExecutor(1, thread_name_prefix=f"shelf-{algo}"))
-            for algo, d in self._digests.items()
-            if algo != "xxh3_128"
+            (
+                [self._digests[algo] for algo in algos],
+                ThreadPoolExecutor(1, thread_name_prefix="shelf-" + "+".join(algos)),
+            )
+            for algos in (lanes.values() if threaded else ())
         ]
         self._pending: deque[list[Future[None]]] = deque()
 
@@ -89,13 +101,17 @@ class MultiHasher:
     def has_threads(self) -> bool:
         return bool(self._threaded)
 
-    def update(self, chunk: bytes | memoryview) -> None:
+    def update(self, chunk: bytes | memoryview) -> list[Future[None]]:
         """Add ``chunk`` to every digest.
 
-        A ``memoryview`` over a buffer the caller reuses must not be overwritten until
-        `_MAX_IN_FLIGHT` further updates have returned: cycle through `RING_BUFFERS` buffers.
+        A ``memoryview`` over a buffer the caller reuses must not be overwritten until the
+        returned futures are done (or `_MAX_IN_FLIGHT` further updates have returned: cycle
+        through `RING_BUFFERS` buffers).
+
+        Returns:
+            `list[Future]`: one per digest thread, done when it has hashed ``chunk``.
         """
-        futures = [pool.submit(digest.update, chunk) for digest, pool in self._threaded]
+        futures = [pool.submit(_update_all, digests, chunk) for digests, pool in self._threaded]
         for digest in self._inline:
             digest.update(chunk)
         self.bytes_hashed += len(chunk)
@@ -103,6 +119,7 @@ class MultiHasher:
         while len(self._pending) > _MAX_IN_FLIGHT:
             for future in self._pending.popleft():
                 future.result()
+        return futures
 
     def _drain(self) -> None:
         while self._pending:

@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from model_shelf.library.downloads.partial import DIRECT_IO_ALIGN, PartialFile
+from model_shelf.library.downloads.partial import (
+    BLOCK_BYTES,
+    DIRECT_IO_ALIGN,
+    PIPELINE_BUFFERS,
+    PartialFile,
+)
 from model_shelf.library.fsutil import direct_io_supported
 
 # Sizes that leave the file offset everywhere relative to the block size: unaligned heads and
@@ -27,13 +32,15 @@ needs_direct_io = pytest.mark.skipif(
 
 
 def write_through_buffers(partial: PartialFile, data: bytes, sizes: list[int]) -> None:
-    """What the engine does: read into `buffer()`, then `append` what was read."""
+    """What the engine does: read into `buffer()`, `append` what was read, and `flush` at the
+    end of the transfer (appends only queue the writes)."""
     done = 0
     for size in sizes:
         block = partial.buffer()
         block[:size] = data[done : done + size]
         partial.append(block[:size])
         done += size
+    partial.flush()
 
 
 @contextlib.contextmanager
@@ -109,3 +116,29 @@ def test_a_buffer_is_handed_out_again_until_something_is_appended(tmp_path):
         first[:10] = b"0123456789"
         partial.append(first[:10])
         assert partial.buffer().obj is not first.obj
+
+
+def _digests(data: bytes) -> dict[str, str]:
+    import blake3
+    import xxhash
+
+    return {
+        "sha256": "sha256:" + hashlib.sha256(data).hexdigest(),
+        "blake3": "blake3:" + blake3.blake3(data).hexdigest(),
+        "xxh3_128": "xxh3_128:" + xxhash.xxh3_128(data).hexdigest(),
+    }
+
+
+@pytest.mark.parametrize("direct_io", [True, False], ids=["direct", "page-cache"])
+def test_many_full_blocks_through_the_pipeline_keep_every_digest_right(tmp_path, direct_io):
+    # More blocks than buffers, each different: a buffer reused while its write or one of its
+    # digests still read it would show up as a wrong digest or wrong bytes on disk.
+    count = 3 * PIPELINE_BUFFERS
+    data = random.Random(5).randbytes(count * BLOCK_BYTES + 777)
+    sizes = [BLOCK_BYTES] * count + [777]
+    with opened(tmp_path / "t.part", direct_io) as partial:
+        write_through_buffers(partial, data, sizes)
+        assert partial.offset == len(data)
+        hashes = partial.finish()
+    assert (tmp_path / "t.part").read_bytes() == data
+    assert hashes == _digests(data)

@@ -934,11 +934,23 @@ class DownloadEngine:
     def _receive(self, job: _Job, body: BodyStream) -> None:
         """Copy the body into the partial file (in a worker thread), a block at a time.
 
-        Each block is read straight into a buffer of the partial file, then written and hashed
-        from there. A block goes to disk when full or `FLUSH_SECONDS` after it was started, so
-        a slow link still shows progress and keeps little only in memory. Whatever ends the
-        body (its end, a broken connection, an interrupt), every byte read is kept first.
+        Each block is read straight into a buffer of the partial file, then handed to its
+        writer and digest threads (`PartialFile.append` returns at once), so this thread only
+        reads. A block is handed over when full or `FLUSH_SECONDS` after it was started, so a
+        slow link still shows progress and keeps little only in memory. Whatever ends the body
+        (its end, a broken connection, an interrupt), every byte read is written and hashed
+        before this returns.
         """
+        assert self._loop is not None and self._limiter is not None
+        partial_file = job.partial
+        try:
+            self._receive_blocks(job, body)
+        finally:
+            partial_file.flush()
+            # Published whatever the interval: the blocks counted before were still being written.
+            self._loop.call_soon_threadsafe(self._progress, job, True)
+
+    def _receive_blocks(self, job: _Job, body: BodyStream) -> None:
         assert self._loop is not None and self._limiter is not None
         partial_file, limiter = job.partial, self._limiter
         while True:
@@ -965,13 +977,13 @@ class DownloadEngine:
             if job.interrupt is not None:
                 raise TransferInterrupted()
 
-    def _progress(self, job: _Job) -> None:
+    def _progress(self, job: _Job, final: bool = False) -> None:
         done = job.partial.offset
         job.speed.add(max(0, done - job.counted))
         job.counted = done
         job.task = job.task.model_copy(update={"bytes_done": done})
         now = time.monotonic()
-        if now - job.last_publish >= PUBLISH_INTERVAL_SECONDS:
+        if final or now - job.last_publish >= PUBLISH_INTERVAL_SECONDS:
             job.last_publish = now
             self.events.publish(snapshot(job.task, job.speed.bytes_per_second))
 

@@ -6,8 +6,14 @@ as the task, across reconnects and pauses, so resumed bytes are never read back.
 the hasher is gone: the bytes already on disk are read once through a new one, then the download
 continues from the network.
 
-The body is read straight into the partial file's own buffers (`buffer`), which are hashed and
-written from where they are. On a local disk (Linux) the bulk of each block is written with
+The body is read straight into the partial file's own buffers (`buffer`), which are written and
+hashed from where they are, in a pipeline: `append` hands a block to a writer thread and
+returns, so the reading thread goes back to the socket while the block goes to disk; once
+written, the block goes to the digest threads (`MultiHasher`: sha256 on one, blake3 and xxh3 on
+another). Only written bytes are hashed, so file and digests never disagree, even when a write
+fails. A buffer is handed out again only once its write and its digests are done, and `flush`
+(called before the offset is relied on: the end of a transfer, `finish`, `close`) waits for
+every block appended. On a local disk (Linux) the bulk of each block is written with
 ``O_DIRECT``: a download of many gigabytes would otherwise pass through the page cache, evicting
 everything else and costing the kernel more CPU to copy and reclaim than the write itself (and
 the fsync before the file enters the library would flush it all at the end). Direct I/O needs
@@ -24,6 +30,8 @@ import logging
 import mmap
 import os
 import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import StorageFullError
@@ -42,6 +50,9 @@ STATE_HEADROOM_BYTES = 8 * 1024 * 1024
 """Always left free by a download, even with no margin set: room for the queue's own database
 and the records of other models, so a full disk damages nothing else."""
 
+PIPELINE_BUFFERS = RING_BUFFERS + 2
+"""Buffers of one partial file: one being read into, one being written, the rest being hashed
+(`MultiHasher` holds up to `RING_BUFFERS` - 1 chunks in flight)."""
 BLOCK_BYTES = 4 * 1024 * 1024
 """Size of one buffer from `PartialFile.buffer`: per-block overhead vanishes at this size."""
 DIRECT_IO_ALIGN = 4096
@@ -82,6 +93,11 @@ class PartialFile:
         self._written_back = 0  # bytes handed to the kernel's writeback (`_start_writeback`)
         self._buffers: list[mmap.mmap] = []
         self._turn = 0
+        self._end = 0  # file offset after every block appended (written or still queued)
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: deque[Future[list[Future[None]]]] = deque()  # appended, in order
+        self._in_use: dict[int, Future[list[Future[None]]]] = {}  # buffer turn -> its write
+        self._failure: BaseException | None = None  # a write that failed: later ones are skipped
 
     # -- ownership -----------------------------------------------------------
 
@@ -111,7 +127,14 @@ class PartialFile:
                 log.debug("no direct I/O for %s: %s", self.path, exc)
 
     def close(self) -> None:
-        """Close the file (releasing its lock). The hasher is kept for a later resume."""
+        """Close the file (releasing its lock). The hasher is kept for a later resume.
+
+        Blocks still queued are written first (a failure among them was raised by `flush`, or
+        is seen by the next `prepare`, which compares the hasher with the file)."""
+        self._settle()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         if self._direct_fd is not None:
             os.close(self._direct_fd)
             self._direct_fd = None
@@ -120,6 +143,7 @@ class PartialFile:
             self._fd = None
         # Dropped, not closed: views of them may still wait in the hasher's digest threads.
         self._buffers = []
+        self._failure = None
 
     def discard_hasher(self) -> None:
         if self.hasher is not None:
@@ -152,8 +176,11 @@ class PartialFile:
         Raises:
             `HashCancelled`: ``cancel`` was set while re-reading.
         """
+        self._settle()
+        self._failure = None
         on_disk = self.size_on_disk()
         if self.hasher is not None and self.hasher.bytes_hashed == on_disk:
+            self._end = on_disk
             return on_disk
         self.discard_hasher()
         hasher = MultiHasher()
@@ -171,55 +198,121 @@ class PartialFile:
             raise
         self.hasher = hasher
         self._written_back = 0
+        self._end = hasher.bytes_hashed
         return hasher.bytes_hashed
 
     def restart(self) -> None:
         """Drop every byte: the remote file changed, or the server ignored our range."""
+        self._settle()
+        self._failure = None
         self.discard_hasher()
         assert self._fd is not None, "open() first"
         os.ftruncate(self._fd, 0)
         self._written_back = 0
+        self._end = 0
         self.hasher = MultiHasher()
 
     def buffer(self) -> memoryview:
         """A `BLOCK_BYTES` view to read the next bytes of the file into, then pass to `append`.
 
         The same buffer until something is appended: buffers are reused in turn, one per
-        append, so that none is overwritten while the digest threads may still read it.
+        append, and each only once its write and its digests are done (this waits for them).
+
+        Raises:
+            `StorageFullError`, `OSError`: an earlier block could not be written.
         """
         if not self._buffers:
             # Anonymous maps are page-aligned; the extra block keeps room for the skew below.
             size = BLOCK_BYTES + DIRECT_IO_ALIGN
-            self._buffers = [mmap.mmap(-1, size) for _ in range(RING_BUFFERS)]
+            self._buffers = [mmap.mmap(-1, size) for _ in range(PIPELINE_BUFFERS)]
+        write = self._in_use.pop(self._turn, None)
+        if write is not None:
+            for digest in write.result():  # raises the write's failure
+                digest.result()
+        if self._failure is not None:
+            raise self._failure
         buffer = self._buffers[self._turn]
         # Start at the file offset's place within a block, so that the block-aligned middle of
         # what is read lies at an aligned address too: the direct write can take it as it is.
-        skew = self.offset % DIRECT_IO_ALIGN if self._direct_fd is not None else 0
+        skew = self._end % DIRECT_IO_ALIGN if self._direct_fd is not None else 0
         return memoryview(buffer)[skew : skew + BLOCK_BYTES]
 
     def append(self, data: bytes | memoryview) -> None:
-        """Write ``data`` at the end of the file and hash it.
+        """Queue ``data`` to be written at the end of the file, then hashed; returns at once.
 
-        On a full disk only the bytes that reached the file are hashed, so file and hasher stay
-        in step and a later resume continues from exactly there.
+        ``data`` must stay as it is until written: a view from `buffer` does (the buffer is not
+        handed out again before); anything else must not change before `flush`.
 
         Raises:
-            `StorageFullError`: the disk is full, or its free space fell below the margin.
+            `StorageFullError`, `OSError`: an earlier block could not be written.
         """
         assert self._fd is not None and self.hasher is not None, "open() and prepare() first"
+        if self._failure is not None:
+            raise self._failure
         view = memoryview(data)
-        self._check_space(len(view))
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="shelf-write")
+        write = self._writer.submit(self._write_block, view, self._end)
+        self._end += len(view)
+        self._writes.append(write)
+        if self._buffers and view.obj is self._buffers[self._turn]:
+            self._in_use[self._turn] = write
+            # The next block goes in the next buffer: this one is being written and hashed.
+            self._turn = (self._turn + 1) % PIPELINE_BUFFERS
+        while self._writes and self._writes[0].done():
+            self._writes.popleft()
+
+    def flush(self) -> None:
+        """Wait until every appended block is written and handed to the digests.
+
+        Raises:
+            `StorageFullError`: the disk is full, or its free space fell below the margin (the
+                file keeps every byte before the block that did not fit, hashed).
+            `OSError`: another write failure.
+        """
+        self._settle()
+        if self._failure is not None:
+            raise self._failure
+
+    def _settle(self) -> None:
+        """Wait for the queued writes, without raising (their failure is kept in `_failure`)."""
+        while self._writes:
+            self._writes.popleft().exception()
+        for write in self._in_use.values():  # and for the digests still reading our buffers
+            if write.exception() is None:
+                for digest in write.result():
+                    digest.exception()
+        self._in_use.clear()
+
+    def _write_block(self, view: memoryview, offset: int) -> list[Future[None]]:
+        """The writer thread: write one block at ``offset``, then hash what reached the file.
+
+        On a full disk only the bytes that reached the file are hashed, so file and hasher stay
+        in step and a later resume continues from exactly there; the blocks queued behind it
+        are then not written (the file must not get a gap).
+        """
+        assert self.hasher is not None
+        if self._failure is not None:
+            raise self._failure
         written = 0
+        failure: BaseException | None = None
         try:
+            self._check_space(len(view))
             with storage_errors(self.path):
-                for start, end, direct in self._pieces(self.offset, len(view)):
-                    written += self._write_at(view[start:end], self.offset + start, direct)
-        finally:
-            if written:
-                self.hasher.update(view[:written])
-                # The next block goes in the next buffer: this one may still be being hashed.
-                self._turn = (self._turn + 1) % RING_BUFFERS
+                # Counted per write: a short write followed by a failure (a limit reached
+                # mid-block) still counts what it wrote.
+                for _start, end, direct in self._pieces(offset, len(view)):
+                    while written < end:
+                        written += self._write_some(view[written:end], offset + written, direct)
+        except BaseException as exc:  # kept for the reading thread, which raises it
+            self._failure = failure = exc
+        digests = self.hasher.update(view[:written]) if written else []
+        if failure is not None:
+            for digest in digests:  # nobody waits for this buffer's digests after a failure
+                digest.result()
+            raise failure
         self._start_writeback()
+        return digests
 
     def _pieces(self, offset: int, length: int) -> list[tuple[int, int, bool]]:
         """Split ``length`` bytes written at ``offset`` into (start, end, direct) pieces: an
@@ -231,24 +324,20 @@ class PartialFile:
         pieces = [(0, head, False), (head, head + middle, True), (head + middle, length, False)]
         return [piece for piece in pieces if piece[1] > piece[0]]
 
-    def _write_at(self, data: memoryview, offset: int, direct: bool) -> int:
-        """Write all of ``data`` at ``offset``; returns its length (raises on a failure)."""
+    def _write_some(self, data: memoryview, offset: int, direct: bool) -> int:
+        """One write of (the start of) ``data`` at ``offset``; returns how much was written."""
         assert self._fd is not None
-        written = 0
-        while written < len(data):
-            if direct and self._direct_fd is not None:
-                try:
-                    written += _pwrite(self._direct_fd, data[written:], offset + written)
-                    continue
-                except OSError as exc:
-                    if exc.errno != errno.EINVAL:
-                        raise
-                    # The filesystem wants another alignment after all: use the page cache.
-                    log.info("direct I/O refused for %s; writing through the cache", self.path)
-                    os.close(self._direct_fd)
-                    self._direct_fd = None
-            written += _pwrite(self._fd, data[written:], offset + written)
-        return written
+        if direct and self._direct_fd is not None:
+            try:
+                return _pwrite(self._direct_fd, data, offset)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # The filesystem wants another alignment after all: use the page cache.
+                log.info("direct I/O refused for %s; writing through the cache", self.path)
+                os.close(self._direct_fd)
+                self._direct_fd = None
+        return _pwrite(self._fd, data, offset)
 
     def _start_writeback(self) -> None:
         """Ask the kernel to start writing what we wrote, without waiting for it.
@@ -285,6 +374,7 @@ class PartialFile:
         """Cut up to `GIVE_BACK_BYTES` off the end, when the disk has no room left at all (not
         even to record that the download stopped). Returns the new size; resume re-reads.
         """
+        self._settle()
         size = self.size_on_disk()
         new_size = max(0, size - GIVE_BACK_BYTES)
         if self._fd is not None:
@@ -297,6 +387,7 @@ class PartialFile:
     def finish(self) -> Hashes:
         """fsync the file and return the digests of everything in it."""
         assert self._fd is not None and self.hasher is not None, "open() and prepare() first"
+        self.flush()
         os.fsync(self._fd)
         fsync_dir(self.path.parent)
         return self.hasher.hexdigests()
