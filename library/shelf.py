@@ -860,6 +860,7 @@ def _open_downloads(shelf: Shelf, settings: DownloadSettings | None) -> Download
     except SettingsError as exc:
         log.warning("Model Shelf: ignoring the stored download settings: %s", exc)
     store = TaskStore(shelf.layout.state_db)
+    credentials = SettingsFile(shelf.layout).task_credentials  # issue #15
     installer = LibraryInstaller(shelf.layout, shelf.catalog, shelf.importer, shelf.remover)
     engine = DownloadEngine(
         store,
@@ -870,5 +871,11 @@ def _open_downloads(shelf: Shelf, settings: DownloadSettings | None) -> Download
         delete_files=shelf.remover.delete,
         events=ProgressBus(),
         mirrors=TeamSources(shelf.team),
+        credentials=credentials,
     )
-    return DownloadService(store, engine, installer, shelf.catalog, settings)
+    service = DownloadService(store, engine, installer, shelf.catalog, settings, credentials)
+    try:
+        service.forget_stale_credentials()
+    except (ShelfError, OSError) as exc:  # tried again at the next start
+        log.warning("Model Shelf: could not clean up download credentials: %s", exc)
+    return service

@@ -221,13 +221,15 @@ def test_a_page_lists_unfinished_tasks_first_then_the_latest_finished(store):
 
 
 def test_pruning_keeps_the_most_recently_finished_and_every_unfinished_task(store):
-    for n in range(10):
-        store.insert(_finished(n, TaskState.CANCELLED if n == 9 else TaskState.DONE))
+    finished = [
+        store.insert(_finished(n, TaskState.CANCELLED if n == 9 else TaskState.DONE))[0]
+        for n in range(10)
+    ]
     queued = store.insert(task("url:https://example.com/q.safetensors"))[0]
-    assert store.prune_finished(3) == 7
+    assert sorted(store.prune_finished(3)) == sorted(t.id for t in finished[:7])
     left = {t.source for t in store.list()}
     assert left == {f"https://example.com/{n}.safetensors" for n in (7, 8, 9)} | {queued.source}
-    assert store.prune_finished(3) == 0
+    assert store.prune_finished(3) == []
 
 
 def test_a_password_in_a_source_url_is_never_shown():
