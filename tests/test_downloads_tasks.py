@@ -24,6 +24,8 @@ from model_shelf.library.downloads.tasks import (
     TaskStore,
     new_owner_id,
     owner_is_dead,
+    split_userinfo,
+    with_userinfo,
 )
 from model_shelf.library.errors import TaskNotFoundError
 
@@ -236,3 +238,16 @@ def test_a_password_in_a_source_url_is_never_shown():
     shown = task("url:https://user:s3cret@example.com/m.safetensors?x=1").shown_source
     assert shown == "https://example.com/m.safetensors?x=1"
     assert task("hf:org/repo/m.safetensors").shown_source == "org/repo/m.safetensors"
+
+
+def test_userinfo_is_split_from_a_url_and_put_back_for_the_transport_alone():
+    clean, found = split_userinfo("https://a%20b:p%40ss:w@Host.example:8443/m.safetensors?x=1")
+    assert clean == "https://Host.example:8443/m.safetensors?x=1"
+    assert found is not None and found.username == "a b"
+    assert found.password is not None and found.password.get_secret_value() == "p@ss:w"
+    assert split_userinfo("https://token@example.com/m")[1].password is None
+    for untouched in ("org/repo/m.safetensors", "civitai:123", "https://example.com/a@b"):
+        assert split_userinfo(untouched) == (untouched, None)
+    back = with_userinfo(clean, found)
+    assert back == "https://a%20b:p%40ss%3Aw@Host.example:8443/m.safetensors?x=1"
+    assert split_userinfo(back) == (clean, found)
