@@ -9,8 +9,6 @@ real downloader process killed with SIGKILL.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import stat
 import subprocess
@@ -18,7 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from downloads_support import MIB, cli_command, quick_env, quick_settings, wait_until
+from downloads_support import (
+    MIB,
+    cli_command,
+    partial_size,
+    quick_env,
+    quick_settings,
+    sigkill_when,
+)
 from remote_server import RemoteServer, sha256_of, write_model_file
 
 from model_shelf.library import Shelf
@@ -71,11 +76,6 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def partial_size(root: Path) -> int:
-    parts = list((root / ".shelf" / "partial").glob("*.part"))
-    return parts[0].stat().st_size if parts else 0
-
-
 def test_the_password_stays_out_of_state_db_and_the_download_still_authenticates(
     root, server, tmp_path
 ):
@@ -113,16 +113,7 @@ def test_credentials_survive_a_sigkill_and_authenticate_the_resume_in_a_new_proc
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    try:
-        wait_until(
-            lambda: first.poll() is None and partial_size(root) >= held,
-            timeout=120,
-            what="the bytes before the hold on disk",
-        )
-        os.kill(first.pid, signal.SIGKILL)
-    finally:
-        first.wait()
-    assert first.returncode == -signal.SIGKILL
+    sigkill_when(first, lambda: partial_size(root) >= held, "the bytes before the hold on disk")
     assert SECRET not in state_bytes(root)
     (kept,) = credentials_files(root)
     assert mode(kept) == 0o600
