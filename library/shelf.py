@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .adopt import Adopter, AdoptReport
@@ -718,16 +719,22 @@ class Shelf:
         return preload_suggestions(self.index.list(), usage, remote)
 
     def _team_listing(self) -> list[RemoteListing]:
-        """The team's models (issue #13) with the uses this library's log has of each name."""
-        logged: dict[str, int] = {}
+        """The team's models (issue #13) with the uses this library's log has of each name
+        (the log keeps names and this library's record ids, which a model gone from here no
+        longer matches)."""
+        logged: dict[str, tuple[int, float | None]] = {}
         for used in self.usage_log.models(time.time()).values():
-            logged[used.model] = logged.get(used.model, 0) + used.uses
+            uses, last = logged.get(used.model, (0, None))
+            if used.last_used is not None:
+                last = used.last_used if last is None else max(last, used.last_used)
+            logged[used.model] = (uses + used.uses, last)
         listing = []
         for held in self.remote_models():
             entry = held.entry
             url = next((s.get("url") for s in entry.sources if s.get("url")), None)
             if url is None:
                 continue
+            uses, last = logged.get(entry.name, (0, None))
             listing.append(
                 RemoteListing(
                     type=entry.type,
@@ -736,7 +743,8 @@ class Shelf:
                     sha256=entry.sha256,
                     source=str(url),
                     where=f"{held.where} {held.label}",
-                    uses=logged.get(entry.name, 0),
+                    uses=uses,
+                    last_used=datetime.fromtimestamp(last, timezone.utc) if last else None,
                 )
             )
         return listing

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import settings
 from model_files import write_sparse_safetensors as write_big_safetensors  # noqa: F401
 from safetensors.numpy import save_file
+from seaweed import Seaweed, start_seaweed
 
 from model_shelf.library import Shelf
 
@@ -44,6 +45,16 @@ def no_leaked_threads() -> Iterator[None]:
         thread.join(timeout=5)
     still = [t.name for t in leaked if t.is_alive()]
     assert not still, f"threads left running: {still}"
+
+
+@pytest.fixture(scope="module")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    """A real S3 server (SeaweedFS on loopback): one per test module, killed at its end."""
+    running = start_seaweed(tmp_path_factory.mktemp("seaweed"))
+    try:
+        yield running
+    finally:
+        running.stop()
 
 
 @pytest.fixture
