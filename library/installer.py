@@ -38,6 +38,7 @@ from .records import ModelRecord, SourceRef
 from .removal import Remover
 from .settings import DownloadSettings
 from .sources import RemoteFile, resolve_source
+from .sources.content import KIND as CONTENT_KIND
 from .stored_settings import TaskCredentials, URLCredentials
 
 QUARANTINE_DIRNAME = "quarantine"
@@ -262,6 +263,10 @@ class DownloadService:
         model_type = check_type(model_type) if model_type else None
         name = safe_name(name) if name else None
         expected = normalize_sha256(sha256) if sha256 else None
+        if resolved.kind == CONTENT_KIND:  # the source is the digest itself
+            if expected not in (None, resolved.key):
+                raise InvalidSourceError(f"{resolved.key} is not the sha256 given ({expected})")
+            expected = resolved.key
         previous = self.store.latest_for_source(resolved.key)
         if previous is not None:
             if previous.state in (TaskState.PAUSED, TaskState.FAILED):

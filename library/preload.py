@@ -30,8 +30,9 @@ class RemoteListing(BaseModel):
     size: int = 0
     sha256: str | None = None
     source: str
-    """Where it came from (its origin URL): what the download is queued with. With ``sha256``
-    known, the queue asks the peers and stores first, so the bytes come from them."""
+    """Where it came from (its origin URL), else ``sha256:<hex>``: what the download is queued
+    with. With the sha256 known, the queue asks the peers and stores first, so the bytes come
+    from them."""
     where: str
     """Who holds it, for people ("peer http://studio-2:8188", "store team")."""
     uses: int = 0

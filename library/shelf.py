@@ -732,8 +732,9 @@ class Shelf:
         for held in self.remote_models():
             entry = held.entry
             url = next((s.get("url") for s in entry.sources if s.get("url")), None)
-            if url is None:
-                continue
+            # No origin (imported from a disk, then pushed): its digest is the source, and the
+            # stores and peers that hold it are the only ones asked.
+            source = str(url) if url is not None else entry.sha256
             uses, last = logged.get(entry.name, (0, None))
             listing.append(
                 RemoteListing(
@@ -741,7 +742,7 @@ class Shelf:
                     name=entry.name.split("/", 1)[-1],
                     size=entry.size,
                     sha256=entry.sha256,
-                    source=str(url),
+                    source=source,
                     where=f"{held.where} {held.label}",
                     uses=uses,
                     last_used=datetime.fromtimestamp(last, timezone.utc) if last else None,

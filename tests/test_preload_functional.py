@@ -14,6 +14,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from routes_support import ThreadedApp
 from seaweed import Seaweed, add_store, make_bucket
 
 from model_shelf.library import Shelf
-from model_shelf.library.downloads import TaskState
+from model_shelf.library.downloads import DownloadTask, TaskState
 from model_shelf.library.records import SourceRef
 from model_shelf.library.usage_log import RunEntry, RunUse
 from model_shelf.server_routes import standalone_app
@@ -60,32 +61,52 @@ def get_json(url: str) -> Any:
         return json.loads(answer.read())
 
 
-def test_a_model_used_here_and_held_by_the_team_store_is_suggested_and_fetched_from_it(
+def used_then_removed(shelf: Shelf, src: Path, runs: int) -> None:
+    """This library had the model, used it in ``runs`` runs (the usage log), then removed it."""
+    had = shelf.import_model(src, "loras")
+    now = time.time()
+    for n in range(runs):
+        when = now - (n + 1) * DAY
+        shelf.usage_log.add_run(
+            RunEntry(f"{had.id}-{n}", when, when + 5, "success", [RunUse(had.id, had.display())])
+        )
+    shelf.remove_model(had.id)
+
+
+def fetched_with_one_click(shelf: Shelf, app: ThreadedApp, name: str) -> DownloadTask:
+    """What the sidebar's Fetch button does, to the end of the download it queues."""
+    status, answer = post_json(f"{app.url}/model-shelf/usage/preload", {"name": name})
+    assert status == 202
+    return wait_until(
+        lambda: (t := shelf.downloads.get(answer["task_id"])).in_terminal_state and t,
+        timeout=120,
+        what=f"the preload download of {name}",
+    )
+
+
+def test_models_used_here_and_held_by_the_team_store_are_suggested_and_fetched_from_it(
     weed, bucket, origin, tmp_path
 ):
     src = write_model_file(tmp_path / "origin" / "detail.safetensors", 7 * MIB, seed=21)
     digest = f"sha256:{sha256_of(src)}"
     served = origin.serve("detail.safetensors", src)
     source = origin.url("detail.safetensors")
-    # Machine A: has the model (from its origin) and pushes it to the team store.
+    # Imported from a disk: no origin anywhere; only the store can give it back.
+    local = write_model_file(tmp_path / "disk" / "local.safetensors", 3 * MIB, seed=22)
+    local_digest = f"sha256:{sha256_of(local)}"
+    # Machine A: has both models and pushes them to the team store.
     with Shelf.open(tmp_path / "machine-a", quick_settings()) as first:
         add_store(first, weed, bucket)
         first.import_model(src, "loras", sources=[SourceRef(kind="url", url=source)])
-        (pushed,) = first.team.push(["detail.safetensors"])
-        assert pushed.uploaded_bytes == 7 * MIB
+        first.import_model(local, "loras")
+        pushed = first.team.push(["detail.safetensors", "local.safetensors"])
+        assert sum(p.uploaded_bytes for p in pushed) == 10 * MIB
 
-    # Machine B: used the same model in three runs, then removed it to free space.
-    root = tmp_path / "machine-b"
-    with Shelf.open(root, quick_settings()) as shelf:
+    # Machine B: used them in runs, then removed them to free space.
+    with Shelf.open(tmp_path / "machine-b", quick_settings()) as shelf:
         add_store(shelf, weed, bucket)
-        had = shelf.import_model(src, "loras")
-        now = time.time()
-        for n in range(3):
-            when = now - (n + 1) * DAY
-            shelf.usage_log.add_run(
-                RunEntry(f"run-{n}", when, when + 5, "success", [RunUse(had.id, had.display())])
-            )
-        shelf.remove_model(had.id)
+        used_then_removed(shelf, src, runs=3)
+        used_then_removed(shelf, local, runs=2)
         assert shelf.index.list("loras") == []
 
         async def make() -> web.Application:
@@ -93,7 +114,8 @@ def test_a_model_used_here_and_held_by_the_team_store_is_suggested_and_fetched_f
 
         with ThreadedApp(make, "test-preload-b") as app:
             suggested = get_json(f"{app.url}/model-shelf/usage/preload")
-            (suggestion,) = [s for s in suggested if s["sha256"] == digest]
+            by_sha256 = {s["sha256"]: s for s in suggested}
+            suggestion = by_sha256[digest]
             assert suggestion["name"] == "loras/detail.safetensors"
             assert suggestion["uses"] == 3
             assert suggestion["last_used"] is not None  # the newest of the three runs
@@ -103,22 +125,31 @@ def test_a_model_used_here_and_held_by_the_team_store_is_suggested_and_fetched_f
             assert suggestion["reason"] == (
                 "used 3 times here, not in this library; store team has it"
             )
+            no_origin = by_sha256[local_digest]
+            assert no_origin["name"] == "loras/local.safetensors"
+            assert no_origin["source"] == local_digest and no_origin["where"] == "store team"
 
-            status, answer = post_json(
-                f"{app.url}/model-shelf/usage/preload", {"name": suggestion["name"]}
-            )
-            assert status == 202
-            task_id = answer["task_id"]
-            done = wait_until(
-                lambda: (t := shelf.downloads.get(task_id)).in_terminal_state and t,
-                timeout=120,
-                what="the preload download",
-            )
-        assert done.state is TaskState.DONE, done.error_message
-        assert done.byte_sources == {"store": 7 * MIB}
-        record = shelf.find("loras/detail.safetensors")
-        assert record.hashes["sha256"] == digest
-        assert sha256_of(shelf.model_path(record)) == digest.removeprefix("sha256:")
-        # Back in the library: no longer a suggestion.
-        assert all(s.sha256 != digest for s in shelf.preload_suggestions())
+            done = fetched_with_one_click(shelf, app, "loras/detail.safetensors")
+            assert done.state is TaskState.DONE, done.error_message
+            assert done.byte_sources == {"store": 7 * MIB}
+            restored = fetched_with_one_click(shelf, app, "loras/local.safetensors")
+            assert restored.state is TaskState.DONE, restored.error_message
+            assert restored.byte_sources == {"store": 3 * MIB}
+
+        for name, expected in (("detail", digest), ("local", local_digest)):
+            record = shelf.find(f"loras/{name}.safetensors")
+            assert record.hashes["sha256"] == expected
+            assert f"sha256:{sha256_of(shelf.model_path(record))}" == expected
+        # Back in the library: no longer suggestions.
+        assert shelf.preload_suggestions() == []
     assert served.requests == [] and served.bytes_sent == 0  # the origin was never asked
+
+
+def test_a_digest_that_no_store_or_peer_holds_fails_with_its_own_code(tmp_path):
+    with Shelf.open(tmp_path / "library", quick_settings()) as shelf:
+        task = shelf.downloads.add("sha256:" + "ab" * 32, "loras")
+        assert task.expected_sha256 == "sha256:" + "ab" * 32
+        (failed,) = shelf.downloads.run_foreground([task.id])
+    assert failed.state is TaskState.FAILED
+    assert failed.error_code == "MODEL_UNAVAILABLE"
+    assert "no team store or LAN peer could send" in (failed.error_message or "")
