@@ -90,6 +90,8 @@ def test_pasted_forms_are_recognised_offline(text, kind, key):
         "hf://org/repo/../x.safetensors",
         "https://civitai.com/user/someone",
         "sha256:abc",
+        "http://user:pw@[::1/x.safetensors",
+        "http://127.0.0.1:99999/x.safetensors",
     ],
 )
 def test_what_is_not_a_source_is_refused_with_its_code(text):

@@ -152,7 +152,10 @@ def split_userinfo(source: str) -> tuple[str, URLCredentials | None]:
 
     Anything else (a Hugging Face path, an AIR, a URL without userinfo) comes back as it is.
     """
-    parts = urlsplit(source)
+    try:
+        parts = urlsplit(source)
+    except ValueError:  # not a valid URL: `resolve_source` refuses it, with its code
+        return source, None
     if not parts.scheme or "@" not in parts.netloc:
         return source, None
     userinfo, _, host = parts.netloc.rpartition("@")
@@ -300,7 +303,10 @@ def _migration_credentials_out(db: sqlite3.Connection) -> None:
         if found is None:
             continue
         if state not in (TaskState.DONE.value, TaskState.CANCELLED.value):
-            credentials.put(task_id, found)
+            try:
+                credentials.put(task_id, found)
+            except ValueError:  # an id no version of ours wrote: still cleaned, not kept
+                log.warning("download task %r: its URL credentials were dropped", task_id)
         db.execute(
             "UPDATE tasks SET source = ?, source_key = ?, url = ?, source_ref = ? WHERE id = ?",
             (source, source_key, url, source_ref, task_id),

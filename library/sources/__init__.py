@@ -110,6 +110,11 @@ def resolve_source(text: str, settings: DownloadSettings) -> ResolvedSource:
         raise InvalidSourceError("empty download source")
     if content.recognises(text):
         return content.parse(text)
+    if _URL_SCHEME.match(text):
+        try:
+            _ = urlsplit(text).port  # an unclosed IPv6 bracket, a port out of range
+        except ValueError as exc:  # the text may hold a password: not quoted
+            raise InvalidSourceError(f"not a valid URL: {exc}") from None
     if huggingface.recognises(text, settings):
         return huggingface.parse(text, settings)
     if civitai.recognises(text, settings):
