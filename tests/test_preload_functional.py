@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from conftest import PEER_TOKEN
 from downloads_support import MIB, quick_settings, wait_until
 from remote_server import RemoteServer, sha256_of, write_model_file
 from routes_support import ThreadedApp
@@ -153,3 +154,34 @@ def test_a_digest_that_no_store_or_peer_holds_fails_with_its_own_code(tmp_path):
     assert failed.state is TaskState.FAILED
     assert failed.error_code == "MODEL_UNAVAILABLE"
     assert "no team store or LAN peer could send" in (failed.error_message or "")
+
+
+def test_a_model_used_here_and_shared_by_a_lan_peer_is_suggested_and_fetched_from_it(
+    peer, origin, tmp_path
+):
+    shelf_a, peer_app = peer
+    src = write_model_file(tmp_path / "origin" / "style.safetensors", 5 * MIB, seed=23)
+    digest = f"sha256:{sha256_of(src)}"
+    served = origin.serve("style.safetensors", src)
+    source = origin.url("style.safetensors")
+    shelf_a.import_model(src, "loras", sources=[SourceRef(kind="url", url=source)])
+    shelf_a.team.share(["style.safetensors"])
+    with Shelf.open(tmp_path / "machine-b", quick_settings()) as shelf:
+        shelf.team.set_token(PEER_TOKEN)
+        shelf.team.add_peer(peer_app.url)
+        used_then_removed(shelf, src, runs=4)
+
+        async def make() -> web.Application:
+            return standalone_app(shelf)
+
+        with ThreadedApp(make, "test-preload-b") as app:
+            (suggestion,) = get_json(f"{app.url}/model-shelf/usage/preload")
+            assert suggestion["sha256"] == digest and suggestion["uses"] == 4
+            assert suggestion["where"] == f"peer {peer_app.url}"
+            assert suggestion["source"] == source
+            done = fetched_with_one_click(shelf, app, "loras/style.safetensors")
+        assert done.state is TaskState.DONE, done.error_message
+        assert done.byte_sources == {"peer": 5 * MIB}
+        record = shelf.find("loras/style.safetensors")
+        assert f"sha256:{sha256_of(shelf.model_path(record))}" == digest
+    assert served.requests == [] and served.bytes_sent == 0
