@@ -1,11 +1,12 @@
-"""Preload suggestions from the team (issue #14 over issue #13's stores): a model this library
-used often and no longer holds, which the team store holds, is suggested with where it is and
-where it came from; the sidebar's one click (``POST /model-shelf/usage/preload``) brings it
-back from the store, checked by sha256, without a byte from its origin.
+"""Preload suggestions from the team (issue #14 over issue #13's stores and peers): a model
+this library used often and no longer holds, which a team store or a LAN peer holds, is
+suggested with who holds it and where it came from (its origin URL, else its sha256); the
+sidebar's one click (``POST /model-shelf/usage/preload``) brings it back from the store or
+peer, checked by sha256, without a byte from its origin.
 
-A real S3 server (SeaweedFS on loopback, see `seaweed`), two real libraries, the second one's
-API served on a loopback port with its download engine running, and a real origin server that
-counts every byte it sends.
+A real S3 server (SeaweedFS on loopback, see `seaweed`), real libraries serving their API on
+loopback ports (the one preloading with its download engine running), and a real origin server
+that counts every byte it sends.
 """
 
 from __future__ import annotations
