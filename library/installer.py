@@ -280,7 +280,7 @@ class DownloadService:
                 self._keep_credentials(previous.id, credentials)
                 return self.resume(previous.id)
             if not previous.in_terminal_state:
-                self._keep_credentials(previous.id, credentials)  # used from its next request
+                self._keep_credentials(previous.id, credentials)  # read when it next starts
                 return previous
             model_id = previous.model_id if previous.state is TaskState.DONE else None
             if model_id and self.catalog.index.get(model_id) is not None:

@@ -543,10 +543,9 @@ class DownloadEngine:
         credentials = job.credentials
         if credentials is None:
             return url
-        source = urlsplit(job.task.source)
-        target = urlsplit(url)
-        same = (source.scheme.lower(), host_of(job.task.source)) == (
-            target.scheme.lower(),
+        source = job.task.source
+        same = (urlsplit(source).scheme.lower(), host_of(source)) == (
+            urlsplit(url).scheme.lower(),
             host_of(url),
         )
         return with_userinfo(url, credentials) if same else url
