@@ -25,6 +25,7 @@ from comfy_stubs import Comfy, cli_args, load_stand_in, write_model
 from comfy_stubs.assets import Catalog
 from comfy_stubs.comfy_main import RunningComfy, start_comfyui
 
+import model_shelf.comfy_assets as comfy_assets
 import model_shelf.comfy_entry as comfy_entry
 from model_shelf.comfy_entry import ComfyRuntime, start
 from model_shelf.library import ImportMode, Shelf
@@ -96,6 +97,7 @@ class Starts:
         *,
         version: cli_args.Version = "0.33",
         catalog: Catalog | None = None,
+        hold_scans: threading.Event | None = None,
     ) -> tuple[RunningComfy, ComfyRuntime]:
         """A fresh ComfyUI process: new ``folder_paths``, ``server`` and ``comfy.cli_args``."""
         folder_paths = load_stand_in("folder_paths", self.base)
@@ -114,7 +116,7 @@ class Starts:
             loaded.append(start())
 
         core = start_comfyui(
-            folder_paths, server, args_module.args, [custom_node], catalog or Catalog()
+            folder_paths, server, args_module.args, [custom_node], catalog or Catalog(), hold_scans
         )
         self.running.append((core, loaded[0]))
         return core, loaded[0]
@@ -239,24 +241,33 @@ def test_from_hash_adds_no_hash_core_lacks(library: Path, starts: Starts) -> Non
 # -- a root that comes after the start: core is asked to scan ------------------------------
 
 
-def test_a_root_mounted_after_the_start_is_seeded_into_core(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    library: Path,
-    starts: Starts,
-) -> None:
-    monkeypatch.setattr(comfy_entry, "ROOT_RETRY_SECONDS", 0.05)
-    drive = tmp_path / "drive"
-    root = drive / "library"
-    staging = tmp_path / "staging"
-    staging.mkdir()
-    library.rename(staging / "library")
-    monkeypatch.setenv(ROOT_ENV, str(root))
+class Drive:
+    """The library on a drive that is not mounted yet: `mount` brings it, all at once."""
+
+    def __init__(self, tmp_path: Path, library: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.path = tmp_path / "drive"
+        self.root = self.path / "library"
+        self._unmounted = tmp_path / "unmounted"
+        self._unmounted.mkdir()
+        library.rename(self._unmounted / "library")
+        monkeypatch.setenv(ROOT_ENV, str(self.root))
+        monkeypatch.setattr(comfy_entry, "ROOT_RETRY_SECONDS", 0.05)
+
+    def mount(self) -> None:
+        self._unmounted.rename(self.path)
+
+
+@pytest.fixture
+def drive(tmp_path: Path, library: Path, monkeypatch: pytest.MonkeyPatch) -> Drive:
+    return Drive(tmp_path, library, monkeypatch)
+
+
+def test_a_root_mounted_after_the_start_is_seeded_into_core(drive: Drive, starts: Starts) -> None:
     catalog = Catalog()
     core, runtime = starts(["--enable-assets", "--enable-asset-hashing"], catalog=catalog)
     assert core.seeder is not None and core.seeder.wait(WAIT)
     assert not listed_models(core)
-    staging.rename(drive)  # the drive is mounted, with the library on it
+    drive.mount()
     assert runtime.ready.wait(WAIT) and runtime.assets is not None
     assert runtime.assets.done.wait(WAIT) and core.seeder.wait(WAIT)
     assert runtime.assets.seeded == 1
@@ -266,7 +277,26 @@ def test_a_root_mounted_after_the_start_is_seeded_into_core(
         "compute_hashes": False,
     }
     assert {name for _, name in MODELS} <= set(listed_models(core))
-    assert not [p for p in catalog.hash_reads if p.startswith(str(root))]
+    assert not [p for p in catalog.hash_reads if p.startswith(str(drive.root))]
+
+
+def test_a_seed_refused_while_core_scans_is_asked_again(
+    drive: Drive, monkeypatch: pytest.MonkeyPatch, starts: Starts
+) -> None:
+    """The root arrives while core's start-up scan is still walking (a slow disk): that scan may
+    have listed the folders before ours, so we ask again once it is over."""
+    monkeypatch.setattr(comfy_assets, "SEED_RETRY_SECONDS", 0.05)
+    walking = threading.Event()
+    core, runtime = starts(["--enable-assets"], hold_scans=walking)
+    assert core.seeder is not None
+    drive.mount()
+    assert core.seeder.refused.wait(WAIT)  # our seed met the start-up scan
+    walking.set()
+    assert runtime.ready.wait(WAIT) and runtime.assets is not None
+    assert runtime.assets.done.wait(WAIT) and core.seeder.wait(WAIT)
+    assert runtime.assets.seeded == 1
+    assert [s["roots"] for s in core.seeder.started] == [("models", "input", "output"), ("models",)]
+    assert {name for _, name in MODELS} <= set(listed_models(core))
 
 
 # -- (3) nothing without --enable-assets, nothing on 0.3.64 --------------------------------

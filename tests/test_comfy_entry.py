@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +102,47 @@ def test_start_lists_library_models_and_tells_the_page(
     assert os.path.join(str(root), "checkpoints") not in fp.get_folder_paths("checkpoints")
     with Shelf.open(root) as shelf:  # the use noted above was saved on the way out
         assert shelf.find("seeded.safetensors").usage.count == 1
+
+
+def test_folders_are_listed_before_the_library_opens(
+    comfy: Comfy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtimes: list[ComfyRuntime]
+) -> None:
+    """Issue #16: ComfyUI 0.33 starts its core asset scan right after node packs are imported,
+    while our library may still be opening: the folders must be ComfyUI's by then."""
+    root = tmp_path / "library"
+    seed_library(root, tmp_path)
+    set_root_setting(comfy, root)
+    opening = threading.Event()
+    original = Shelf.open
+
+    def held_open(root: Path, *args: object, **kwargs: object) -> Shelf:
+        assert opening.wait(10)
+        return original(root, *args, **kwargs)
+
+    monkeypatch.setattr(comfy_entry.Shelf, "open", held_open)
+    fp = comfy.folder_paths
+    runtime = start(fp, comfy.server)
+    runtimes.append(runtime)
+    ours = os.path.join(str(root), "checkpoints")
+    assert fp.get_folder_paths("checkpoints")[-1] == ours
+    assert fp.get_filename_list("checkpoints") == ["sub/seeded.safetensors"]
+    opening.set()
+    assert runtime.ready.wait(10) and runtime.bridge is not None
+    assert fp.get_folder_paths("checkpoints").count(ours) == 1
+    runtime.stop()
+    assert ours not in fp.get_folder_paths("checkpoints")
+
+
+def test_folders_go_when_the_library_cannot_open(
+    comfy: Comfy, tmp_path: Path, runtimes: list[ComfyRuntime]
+) -> None:
+    root = tmp_path / "not-a-folder"
+    root.write_bytes(b"")
+    set_root_setting(comfy, root)
+    runtime = start(comfy.folder_paths, comfy.server)
+    runtimes.append(runtime)
+    assert runtime.ready.wait(10) and runtime.shelf is None
+    assert os.path.join(str(root), "loras") not in comfy.folder_paths.get_folder_paths("loras")
 
 
 def test_a_missing_root_is_awaited_not_created(

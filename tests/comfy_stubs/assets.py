@@ -32,7 +32,9 @@ spelled out in ``app/assets/docs/README.md`` (Comfy-Org/ComfyUI
 
 Differences, for tests: the catalogue is one in-memory `Catalog` (the real one is SQLite in the
 user folder) that a test hands to each start to play a restart; ``Catalog.hash_reads`` lists
-every file the hasher read; no change detection by mtime, no metadata extraction, no tags API.
+every file the hasher read; `AssetSeeder.hold` keeps a scan from walking until set and
+``refused`` is set when ``/seed`` answered 409; no change detection by mtime, no metadata
+extraction, no tags API.
 """
 
 from __future__ import annotations
@@ -133,6 +135,10 @@ class AssetSeeder:
         self._thread: threading.Thread | None = None
         self.started: list[dict[str, Any]] = []
         """Every scan started: its roots, prune_first and compute_hashes (for tests)."""
+        self.hold: threading.Event | None = None
+        """When given, a scan waits for it before walking (a slow disk, for tests)."""
+        self.refused = threading.Event()
+        """Set when ``POST /api/assets/seed`` answered 409 (for tests)."""
 
     @property
     def running(self) -> bool:
@@ -209,6 +215,8 @@ class AssetSeeder:
 
     def _scan(self, roots: tuple[str, ...], prune_first: bool, compute_hashes: bool) -> None:
         catalog = self.catalog
+        if self.hold is not None:
+            self.hold.wait(60)
         if prune_first:
             owned = [p for r in ROOTS for p in self.prefixes(r)]
             with catalog.lock:
@@ -362,6 +370,7 @@ def add_routes(app: web.Application, seeder: AssetSeeder, *, enabled: bool) -> N
         if not valid:
             return _error(400, "INVALID_BODY", "No valid roots specified")
         if not seeder.start(roots=valid):
+            seeder.refused.set()
             return web.json_response({"status": "already_running"}, status=409)
         if request.query.get("wait", "").lower() in ("true", "1", "yes"):
             await asyncio.to_thread(seeder.wait)

@@ -22,6 +22,7 @@ Mirrors ``start_comfyui`` and ``setup_database`` of ComfyUI 0.33 (comfyanonymous
 from __future__ import annotations
 
 import argparse
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -54,10 +55,12 @@ def start_comfyui(
     args: argparse.Namespace,
     custom_nodes: list[Callable[[], object]],
     catalog: Catalog | None = None,
+    hold_scans: threading.Event | None = None,
 ) -> RunningComfy:
     """Start a stand-in ComfyUI whose version is told by ``args`` (0.33 has asset flags).
 
     ``catalog`` plays core's database file: hand the same one to a second start to restart.
+    ``hold_scans`` (`AssetSeeder.hold`) keeps core's scans from walking until it is set.
     """
     holder: dict[str, web.AppRunner] = {}
 
@@ -76,6 +79,8 @@ def start_comfyui(
         load()
     has_assets = hasattr(args, "enable_assets")
     seeder = AssetSeeder(folder_paths, catalog or Catalog()) if has_assets else None
+    if seeder is not None:
+        seeder.hold = hold_scans
     if seeder is not None and args.enable_assets:  # setup_database
         seeder.start(roots=ROOTS, prune_first=True, compute_hashes=args.enable_asset_hashing)
 
