@@ -25,7 +25,6 @@ from comfy_stubs import Comfy, cli_args, load_stand_in, write_model
 from comfy_stubs.assets import Catalog
 from comfy_stubs.comfy_main import RunningComfy, start_comfyui
 
-import model_shelf.comfy_assets as comfy_assets
 import model_shelf.comfy_entry as comfy_entry
 from model_shelf.comfy_entry import ComfyRuntime, start
 from model_shelf.library import ImportMode, Shelf
@@ -285,7 +284,7 @@ def test_a_seed_refused_while_core_scans_is_asked_again(
 ) -> None:
     """The root arrives while core's start-up scan is still walking (a slow disk): that scan may
     have listed the folders before ours, so we ask again once it is over."""
-    monkeypatch.setattr(comfy_assets, "SEED_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr("model_shelf.comfy_assets.SEED_RETRY_SECONDS", 0.05)
     walking = threading.Event()
     core, runtime = starts(["--enable-assets"], hold_scans=walking)
     assert core.seeder is not None
