@@ -23,7 +23,7 @@ What core does, read in comfyanonymous/ComfyUI (``main.py`` ``start_comfyui`` an
 
 Core's code warns custom nodes not to rely on ``app/assets`` and its SQLite runs without WAL:
 this module talks to it over HTTP only, and imports nothing of ComfyUI. It does nothing when
-assets are off (ComfyUI 0.3.64 has no such flag).
+assets are off (`assets_enabled`; ComfyUI 0.3.64 has no such flag).
 """
 
 from __future__ import annotations
@@ -48,15 +48,22 @@ SEED_ROOTS = ("models",)
 
 
 def assets_enabled(cli_args: ModuleType | None) -> bool:
-    """Whether this ComfyUI runs core's asset database (``--enable-assets``).
+    """Whether this ComfyUI runs core's asset database.
+
+    ComfyUI 0.33 runs it with ``--enable-assets``; later versions (Comfy-Org/ComfyUI ``main.py``
+    at 02018c7e) run it unless ``--disable-assets`` is given (``--enable-assets`` then does
+    nothing); 0.3.64 has neither flag.
 
     Args:
         cli_args (`ModuleType`, *optional*): ComfyUI's ``comfy.cli_args`` (None outside ComfyUI).
 
     Returns:
-        `bool`: False on ComfyUI 0.3.64 (no such flag) and when the flag is off.
+        `bool`: whether the flags of this version turn it on.
     """
-    return bool(getattr(getattr(cli_args, "args", None), "enable_assets", False))
+    args = getattr(cli_args, "args", None)
+    if hasattr(args, "disable_assets"):
+        return not args.disable_assets
+    return bool(getattr(args, "enable_assets", False))
 
 
 def _loopback_host(address: str) -> str:

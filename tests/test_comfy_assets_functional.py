@@ -11,6 +11,7 @@ library's start-up sync takes longer than that scan, which is how the bug was se
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import threading
@@ -18,6 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -317,3 +319,23 @@ def test_nothing_happens_on_comfyui_0_3_64(library: Path, starts: Starts) -> Non
     assert http("GET", f"{core.url}/api/assets")[0] == 404
     fp = sys.modules["folder_paths"]
     assert fp.get_filename_list("checkpoints") == ["sub/base.safetensors"]
+
+
+@pytest.mark.parametrize(
+    "args, enabled",
+    [
+        (None, False),  # outside ComfyUI
+        (cli_args.parse([], "0.3.64"), False),
+        (cli_args.parse([], "0.33"), False),
+        (cli_args.parse(["--enable-assets"], "0.33"), True),
+        (argparse.Namespace(enable_assets=False, disable_assets=False), True),  # later: opt-out
+        (argparse.Namespace(enable_assets=True, disable_assets=True), False),
+    ],
+)
+def test_assets_enabled_reads_each_versions_flags(
+    args: argparse.Namespace | None, enabled: bool
+) -> None:
+    # Imported here: the module is new, and this file must also run on the code before it.
+    from model_shelf.comfy_assets import assets_enabled
+
+    assert assets_enabled(None if args is None else SimpleNamespace(args=args)) is enabled
