@@ -18,8 +18,10 @@ What core does, read in comfyanonymous/ComfyUI (``main.py`` ``start_comfyui`` an
   ``name``, ``tags``, ``user_metadata``; no path) only adds a record for content core has
   already hashed itself (404 otherwise), and an upload (``POST /api/assets``) with a ``hash``
   that core does not know must carry the bytes, which core hashes and stores as a second copy.
-  Core hashes a scanned file only with ``--enable-asset-hashing``, once; our blake3 is in its
-  wire format (``blake3:<hex>``), so ``HEAD /api/assets/hash/{hash}`` finds it equal.
+  Core hashes a scanned file only while its hashing is on (``--enable-asset-hashing``; the
+  ``main.py`` at 002f2bed turns it on with ``--enable-assets`` itself), and once, as long as the
+  file stays in every start-up scan; our blake3 is in its wire format (``blake3:<hex>``), so
+  ``HEAD /api/assets/hash/{hash}`` finds it equal.
 
 Core's code warns custom nodes not to rely on ``app/assets`` and its SQLite runs without WAL:
 this module talks to it over HTTP only, and imports nothing of ComfyUI. It does nothing when
