@@ -608,7 +608,7 @@ def cmd_serve(shelf: Shelf, args: argparse.Namespace) -> int:
             "(the API has no login; it only refuses requests from other web sites)",
             file=sys.stderr,
         )
-    app = standalone_app(shelf, watch=not args.no_watch)
+    app = standalone_app(shelf, watch=not args.no_watch, host=args.host)
     discovery = shelf.team.discovery(args.host, args.port)  # issue #13: opt-in mDNS
     if discovery is not None:
 

@@ -167,6 +167,16 @@ class ComfyRuntime:
         )
 
 
+def comfy_listen_hosts() -> tuple[str, ...]:
+    """ComfyUI's ``--listen`` (``comfy.cli_args.args.listen``: addresses, comma separated),
+    or nothing when it is not loaded (tests, scripts)."""
+    args = getattr(sys.modules.get("comfy.cli_args"), "args", None)
+    listen = getattr(args, "listen", None)
+    if not isinstance(listen, str):
+        return ()
+    return tuple(host.strip() for host in listen.split(",") if host.strip())
+
+
 def start(folder_paths: ModuleType | None = None, server: ModuleType | None = None) -> ComfyRuntime:
     """Start Model Shelf in this ComfyUI process; returns at once, the library opens behind.
 
@@ -194,7 +204,11 @@ def start(folder_paths: ModuleType | None = None, server: ModuleType | None = No
     runtime.runs = install_run_hooks(getattr(prompt_server, "prompt_queue", None))
     if getattr(prompt_server, "routes", None) is not None:  # issue #6: the HTTP API
         runtime.api = attach(
-            prompt_server, lambda: runtime.shelf, Path(folder_paths.get_user_directory()), settings
+            prompt_server,
+            lambda: runtime.shelf,
+            Path(folder_paths.get_user_directory()),
+            settings,
+            listen_hosts=comfy_listen_hosts(),
         )
     # Issue #4: nodes reach the library through the runtime; submitted prompts get their
     # missing models fetched.

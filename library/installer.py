@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from .catalog import Catalog
 from .downloads.engine import DownloadEngine, InstalledModel
 from .downloads.progress import ProgressListener
-from .downloads.tasks import DownloadTask, TaskState, TaskStore, utc_now
+from .downloads.tasks import DownloadTask, TaskOrigin, TaskState, TaskStore, utc_now
 from .errors import (
     CorruptModelError,
     InvalidSourceError,
@@ -227,6 +227,7 @@ class DownloadService:
         name: str | None = None,
         sha256: str | None = None,
         priority: int = 0,
+        origin: TaskOrigin = TaskOrigin.USER,
     ) -> DownloadTask:
         """Queue a download, unless the library has it or a task for it exists already.
 
@@ -237,6 +238,9 @@ class DownloadService:
             name (`str`, *optional*): name under the type folder; else the file's own name.
             sha256 (`str`, *optional*): expected digest (hex, or ``sha256:hex``).
             priority (`int`, *optional*): higher runs first.
+            origin (`TaskOrigin`, *optional*): who asks. A workflow's download may reach only
+                public addresses and allowed hosts; the user asking for a task a workflow
+                queued lifts that (the user chose the URL now).
 
         Returns:
             `DownloadTask`: the new task; or the existing one for the same source (a paused or
@@ -251,6 +255,13 @@ class DownloadService:
         name = safe_name(name) if name else None
         expected = normalize_sha256(sha256) if sha256 else None
         previous = self.store.latest_for_source(resolved.key)
+        if (
+            previous is not None
+            and origin is TaskOrigin.USER
+            and previous.origin is not origin
+            and (not previous.in_terminal_state or previous.state is TaskState.FAILED)
+        ):
+            previous = self.store.update(previous.id, origin=origin)
         if previous is not None:
             if previous.state in (TaskState.PAUSED, TaskState.FAILED):
                 # Asked again, perhaps with what was missing (--type after UNKNOWN_TYPE): keep
@@ -272,6 +283,7 @@ class DownloadService:
             model_type=model_type,
             name=name,
             priority=priority,
+            origin=origin,
             expected_sha256=expected,
         )
         existing = self.installer.find_installed(expected) if expected else None

@@ -2,9 +2,9 @@
 library (several ComfyUI installs, the CLI, ``serve``) uses them.
 
 ```
-<root>/.shelf/settings.json   download limits:  {"concurrency": 3, "bandwidth_limit_...": 0}
+<root>/.shelf/settings.json   download limits, allowed hosts (0600): {"concurrency": 3, ...}
 <root>/.shelf/secrets.json    credentials (0600): {"hf_token": "...", "civitai_api_key": "..."}
-<root>/.shelf/team.json       team stores and LAN peers (issue #13): `TeamConfig`
+<root>/.shelf/team.json       team stores and LAN peers (issue #13, 0600): `TeamConfig`
 <root>/.shelf/team-secrets.json   their keys and the team token (0600): `TeamSecrets`
 ```
 
@@ -16,6 +16,7 @@ shown only masked (`mask`), and are never logged.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import TypeVar
@@ -25,7 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from .errors import SettingsError
 from .fsutil import fsync_dir, storage_errors, temp_sibling
 from .layout import Layout
-from .settings import DownloadSettings
+from .settings import DownloadSettings, host_list
+
+log = logging.getLogger("model_shelf")
 
 SETTINGS_FILENAME = "settings.json"
 SECRETS_FILENAME = "secrets.json"
@@ -39,12 +42,21 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 class StoredLimits(BaseModel):
-    """Download limits set from the sidebar; None means "not set here"."""
+    """Download limits and access lists set from the sidebar; None means "not set here"."""
 
     model_config = ConfigDict(extra="ignore")
 
     concurrency: int | None = Field(None, ge=1, le=32)
     bandwidth_limit_bytes_per_second: int | None = Field(None, ge=0)
+    allowed_fetch_hosts: tuple[str, ...] | None = None
+    """`DownloadSettings.allowed_fetch_hosts`: replaces the environment's list when set."""
+    allowed_hosts: tuple[str, ...] | None = None
+    """`ApiSettings.allowed_hosts` (the API's ``Host`` names): added to the environment's."""
+
+    @field_validator("allowed_fetch_hosts", "allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return None if value is None else host_list(value)
 
 
 class StoredSecrets(BaseModel):
@@ -157,7 +169,8 @@ class SettingsFile:
     def save_team(self, team: TeamConfig) -> None:
         """Replace ``team.json`` (atomically)."""
         data = team.model_dump(mode="json")
-        self._write(self.team_path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
+        # Owner-only: it lists the team's store endpoints and LAN peers (a map of the network).
+        self._write(self.team_path, json.dumps(data, indent=2).encode() + b"\n", SECRET_FILE_MODE)
 
     def save_team_secrets(self, secrets: TeamSecrets) -> None:
         """Replace ``team-secrets.json``: an owner-only temporary, renamed."""
@@ -193,7 +206,7 @@ class SettingsFile:
         limits = self.limits()
         for name in StoredLimits.model_fields:
             value = getattr(limits, name)
-            if value is not None:
+            if value is not None and name in DownloadSettings.model_fields:
                 changes[name] = value
         secrets = self.secrets()
         for name in StoredSecrets.model_fields:
@@ -204,8 +217,9 @@ class SettingsFile:
 
     def save_limits(self, limits: StoredLimits) -> None:
         """Replace the stored limits (atomically)."""
-        data = limits.model_dump(exclude_none=True)
-        self._write(self.limits_path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
+        data = limits.model_dump(mode="json", exclude_none=True)
+        # Owner-only like the secrets: it says which private hosts this library may reach.
+        self._write(self.limits_path, json.dumps(data, indent=2).encode() + b"\n", SECRET_FILE_MODE)
 
     def save_secrets(self, secrets: StoredSecrets) -> None:
         """Replace the stored secrets: written to an owner-only temporary, then renamed."""
@@ -219,6 +233,7 @@ class SettingsFile:
     def _read(self, path: Path) -> dict[str, object]:
         try:
             raw = path.read_bytes()
+            _narrow(path)
         except FileNotFoundError:
             return {}
         except OSError as exc:
@@ -249,6 +264,16 @@ class SettingsFile:
         finally:
             tmp.unlink(missing_ok=True)
         fsync_dir(path.parent)
+
+
+def _narrow(path: Path) -> None:
+    """Make a file written by an older version (0644) owner-only, as new ones are written."""
+    mode = path.stat().st_mode
+    if mode & 0o077 and os.name != "nt":
+        try:
+            os.chmod(path, SECRET_FILE_MODE)
+        except PermissionError:  # another user's file on a shared root: theirs to fix
+            log.warning("Model Shelf: %s is readable by others; make it mode 0600", path)
 
 
 def _validated(model: type[_M], path: Path, data: dict[str, object]) -> _M:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from comfy_stubs import Comfy, core_nodes, execution, write_model
-from downloads_support import MIB, quick_env, wait_until
+from downloads_support import LOOPBACK_FETCHES_ENV, MIB, quick_env, wait_until
 from remote_server import RemoteServer, sha256_of, write_model_file
 
 from model_shelf.comfy_entry import ComfyRuntime, start
@@ -71,7 +71,7 @@ def running(
 ) -> Iterator[tuple[ComfyRuntime, Any]]:
     """Model Shelf started in a stand-in ComfyUI whose server has a running loop, as in
     ComfyUI's ``main.py`` (progress hook included)."""
-    for name, value in quick_env().items():
+    for name, value in quick_env(**LOOPBACK_FETCHES_ENV).items():
         if name.startswith("MODEL_SHELF_"):
             monkeypatch.setenv(name, value)
     settings = Path(comfy.folder_paths.get_user_directory()) / "model-shelf" / "settings.json"
@@ -407,7 +407,7 @@ def test_two_processes_asking_for_one_missing_model_download_it_once(
     workers = [
         subprocess.Popen(
             [sys.executable, str(WORKER), str(root), str(body_path)],
-            env=quick_env(),
+            env=quick_env(**LOOPBACK_FETCHES_ENV),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -56,6 +56,7 @@ from ..hashing import HashCancelled, Hashes
 from ..records import SourceRef
 from ..settings import DownloadSettings
 from ..sources import RemoteFile, ResolvedSource, resolve_source, safe_filename
+from .addresses import FetchGuard, Resolver, system_resolver
 from .breaker import CircuitBreaker
 from .http import (
     USER_AGENT,
@@ -68,7 +69,15 @@ from .http import (
 from .mirrors import ByteSource, Mirror, MirrorFinder
 from .partial import PartialFile, PartialLockedError
 from .progress import PUBLISH_INTERVAL_SECONDS, ProgressBus, SpeedMeter, snapshot
-from .tasks import ControlRequest, DownloadTask, TaskState, TaskStore, new_owner_id, utc_now
+from .tasks import (
+    ControlRequest,
+    DownloadTask,
+    TaskOrigin,
+    TaskState,
+    TaskStore,
+    new_owner_id,
+    utc_now,
+)
 from .throttle import BandwidthLimiter
 from .transport import BodyStream, ResponseHead, TransferInterrupted
 
@@ -221,6 +230,8 @@ class DownloadEngine:
         events (`ProgressBus`, *optional*): where progress is published.
         mirrors (`MirrorFinder`, *optional*): LAN peers and team stores, asked first for a file
             whose sha256 is known (issue #13).
+        resolver (`Resolver`, *optional*): how host names of a workflow's downloads are
+            resolved for their address check (issue #11; tests give their own).
     """
 
     def __init__(
@@ -233,9 +244,11 @@ class DownloadEngine:
         delete_files: DeleteFiles,
         events: ProgressBus | None = None,
         mirrors: MirrorFinder | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.store = store
         self.mirrors = mirrors
+        self.resolver = resolver
         self.partial_dir = partial_dir
         self.quarantine_dir = quarantine_dir
         self.settings = settings
@@ -797,6 +810,7 @@ class DownloadEngine:
             stall_timeout=self.settings.stall_timeout_seconds,
             allow_insecure_http=self.settings.allow_insecure_http
             or (mirror is not None and mirror.allow_http),
+            guard=self._guard(task) if mirror is None else None,
         )
         job.body = body
         try:
@@ -831,6 +845,14 @@ class DownloadEngine:
                 f"({partial_file.offset:,} of {expected:,} bytes)",
                 url=url,
             )
+
+    def _guard(self, task: DownloadTask) -> FetchGuard | None:
+        """Where a task's own source may connect: anywhere, unless a workflow asked for it
+        (issue #11). The endpoints the user configured (Hugging Face, Civitai) stay allowed."""
+        if task.origin is not TaskOrigin.WORKFLOW:
+            return None
+        configured = [host_of(self.settings.hf_endpoint), host_of(self.settings.civitai_api_base)]
+        return FetchGuard([*self.settings.allowed_fetch_hosts, *configured], self.resolver)
 
     async def _accept(
         self,

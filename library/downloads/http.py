@@ -58,6 +58,34 @@ def display_url(url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
 
 
+_SECRET_PARAM = re.compile(
+    r"token|key|auth|sig|secret|pass|credential|session|cookie|jwt|bearer|code", re.IGNORECASE
+)
+"""Query parameters whose values are masked in a URL shown to people (`redact_url`):
+``?token=`` (Civitai), ``X-Amz-Signature``/``X-Amz-Credential`` (presigned S3), ``api_key``..."""
+
+
+def redact_url(text: str) -> str:
+    """``text`` (a URL, or any source form) as it may be shown and logged: a ``user:password@``
+    left out, and the value of every credential-like query parameter (`_SECRET_PARAM`) masked.
+    Unlike `display_url`, the rest of the query stays (it often names the file)."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    authority, slash, path = rest.partition("/")
+    authority = authority.rpartition("@")[2]
+    path, hash_, fragment = path.partition("#")
+    path, question, query = path.partition("?")
+    if question:
+        parts = []
+        for pair in query.split("&"):
+            name, equals, value = pair.partition("=")
+            masked = equals and value and _SECRET_PARAM.search(name)
+            parts.append(f"{name}=…" if masked else pair)
+        query = "&".join(parts)
+    return f"{scheme}://{authority}{slash}{path}{question}{query}{hash_}{fragment}"
+
+
 def host_of(url: str) -> str:
     """``host[:port]`` of ``url``: the key of the per-host circuit breaker."""
     parts = urlsplit(url)

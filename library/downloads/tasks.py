@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import StorageFullError, TaskNotFoundError, TaskStoreError
 from ..sqlite_store import SqliteStore
+from .http import redact_url
 
 log = logging.getLogger("model_shelf.downloads")
 
@@ -63,6 +64,18 @@ class ControlRequest(str, Enum):
     CANCEL = "cancel"
 
 
+class TaskOrigin(str, Enum):
+    """Who asked for a download: it decides where the download may connect (issue #11)."""
+
+    USER = "user"
+    """The person, by hand (``add``, the sidebar's add box), or the library's own records
+    (repairs): any address."""
+    WORKFLOW = "workflow"
+    """A workflow's models metadata (auto-fetch, the missing-models dialog, the Fetch Model
+    node, a lockfile): only public addresses, or hosts the user allowed
+    (`downloads.addresses.FetchGuard`)."""
+
+
 class DownloadTask(BaseModel):
     """One file to fetch into the library, and everything needed to continue it after a crash."""
 
@@ -75,6 +88,7 @@ class DownloadTask(BaseModel):
     model_type: str | None = None
     name: str | None = None
     priority: int = 0
+    origin: TaskOrigin = TaskOrigin.USER
     state: TaskState = TaskState.QUEUED
     control: ControlRequest | None = None
     attempts: int = 0
@@ -129,23 +143,14 @@ class DownloadTask(BaseModel):
 
     @property
     def shown_source(self) -> str:
-        """`source` as people see it: a ``user:password@`` in a URL is left out."""
-        return _without_userinfo(self.source)
+        """`source` as people see it: a ``user:password@`` in a URL is left out and credentials
+        in its query (``?token=``) are masked (`redact_url`)."""
+        return redact_url(self.source)
 
     @property
     def partial_name(self) -> str:
         """File name of the task's partial data under ``.shelf/partial/``."""
         return f"{self.id}.part"
-
-
-def _without_userinfo(source: str) -> str:
-    scheme, sep, rest = source.partition("://")
-    if not sep:
-        return source
-    authority, slash, path = rest.partition("/")
-    if "@" not in authority:
-        return source
-    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
 
 
 # Columns in table order. JSON columns are stored as text; everything else maps 1:1.
@@ -208,6 +213,11 @@ def _migration_team_byte_sources(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE tasks ADD COLUMN byte_sources TEXT NOT NULL DEFAULT '{}'")
 
 
+def _migration_task_origin(db: sqlite3.Connection) -> None:
+    """Issue #11: who asked for each task (a workflow's downloads reach public hosts only)."""
+    db.execute("ALTER TABLE tasks ADD COLUMN origin TEXT NOT NULL DEFAULT 'user'")
+
+
 def _migration_usage_log(db: sqlite3.Connection) -> None:
     """The usage log (`library.usage_log.UsageStore`) shares this file: it is not disposable
     either (per-day figures, workflows and run times exist nowhere else)."""
@@ -247,6 +257,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_team_byte_sources,
     _migration_usage_log,
+    _migration_task_origin,
 ]
 
 
