@@ -30,7 +30,13 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from ..errors import RemoteError, ShelfError
 from .addresses import FetchGuard
-from .http import check_secure, display_url, error_for_exception, error_for_status
+from .http import (
+    check_secure,
+    display_url,
+    error_for_exception,
+    error_for_status,
+    request_secrets,
+)
 
 MAX_REDIRECTS = 10
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -136,6 +142,7 @@ class BodyStream:
         self._failure: ShelfError | TransferInterrupted | None = None  # raised by the next read
         self._interrupted = threading.Event()
         self._lock = threading.Lock()  # `interrupt` (any thread) against connect/close
+        self._sent: dict[str, str] = dict(headers)
 
     def open(self) -> ResponseHead:
         """Send the request, following redirects; return the final status and headers.
@@ -153,6 +160,7 @@ class BodyStream:
             # ``https://user:token@mirror/...``: Basic auth, as browsers and aiohttp send it.
             userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             headers["Authorization"] = "Basic " + base64.b64encode(userinfo.encode()).decode()
+        self._sent = dict(headers)  # the credentials of every hop, for `raise_for_status`
         for _ in range(MAX_REDIRECTS + 1):
             check_secure(url, self.allow_insecure_http)
             connection = self._connect(url, self._addresses(url))
@@ -250,14 +258,18 @@ class BodyStream:
             return ""  # the status says enough; the body was a courtesy
 
     def raise_for_status(self, head: ResponseHead) -> None:
-        """Raise the typed error for an error status (4xx, 5xx); return otherwise.
+        """Raise the typed error for an error status (4xx, 5xx); return otherwise. What the
+        server says is quoted, less any of our credentials it quotes back.
 
         Raises:
             `AuthRequiredError`, `RemoteError`: see `error_for_status`.
         """
         if head.status < 400:
             return
-        raise error_for_status(head.url, head.status, head.headers, self.error_text())
+        secrets = request_secrets(self.url, self._sent) + request_secrets(head.url)
+        raise error_for_status(
+            head.url, head.status, head.headers, self.error_text(), secrets=secrets
+        )
 
     def interrupt(self) -> None:
         """Make a blocked `open` or `readinto` return now (thread-safe). A connection still

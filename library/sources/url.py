@@ -47,8 +47,10 @@ def parse(text: str, settings: DownloadSettings) -> URLSource:
     parts = urlsplit(text)
     if not parts.hostname:
         raise InvalidSourceError(f"no host in URL {text!r}")
+    # Only the host is case-insensitive: a ``user:password@`` keeps its case.
+    userinfo, at, hostport = parts.netloc.rpartition("@")
     normal = urlunsplit(
-        (parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, "")
+        (parts.scheme.lower(), userinfo + at + hostport.lower(), parts.path or "/", parts.query, "")
     )
     check_secure(normal, settings.allow_insecure_http)
     return URLSource(normal)
