@@ -23,6 +23,11 @@ HASH_CHUNK_BYTES = 4 * 1024 * 1024
 STALE_TEMP_SECONDS = 24 * 3600
 """A temporary file whose owner we cannot check (another host) is removed after this long."""
 
+LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
+"""``serve``'s log file is rotated at this size..."""
+LOG_FILE_BACKUPS = 5
+"""...and this many older files are kept (``serve.log.1`` ... ``.5``): at most 60 MiB."""
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 """Several processes share one index; a writer waits this long for another's lock."""
 
