@@ -24,7 +24,6 @@ names, IP addresses, the name the server listens on and names the user allowed
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import BaseModel
 
+from ..library.downloads.addresses import is_ip_address
 from ..library.errors import (
     CrossSiteRequestError,
     HostNotAllowedError,
@@ -127,14 +127,6 @@ def _host_name(entry: str) -> str:
     return entry.rstrip(".")
 
 
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
 class AllowedHosts:
     """The host names the API answers to (see the module docstring).
 
@@ -160,7 +152,7 @@ class AllowedHosts:
         name = _host_name(host)
         if not name:
             return False
-        if name == "localhost" or name.endswith(".localhost") or _is_ip(name):
+        if name == "localhost" or name.endswith(".localhost") or is_ip_address(name):
             return True
         return name in self.names or name in self.stored
 

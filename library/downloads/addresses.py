@@ -48,6 +48,15 @@ def system_resolver(host: str, port: int) -> list[str]:
     return found
 
 
+def is_ip_address(text: str) -> bool:
+    """True if ``text`` is an IPv4 or IPv6 address (no brackets, no port), not a name."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def address_kind(address: IPAddress) -> str | None:
     """What makes ``address`` not public (``"loopback"``, ``"private"``...), or None."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -132,4 +141,4 @@ class FetchGuard:
         return found
 
 
-__all__ = ["FetchGuard", "Resolver", "address_kind", "system_resolver"]
+__all__ = ["FetchGuard", "Resolver", "address_kind", "is_ip_address", "system_resolver"]
