@@ -236,7 +236,7 @@ def test_download_shows_moving_progress_pause_resume_and_the_model(
     page.wait_for_function(
         "document.querySelector('[data-testid=model-count]').textContent === '1 model'"
     )
-    assert row_names(page) == ["loras/dl-model.safetensors"]
+    wait_rows(page, ["loras/dl-model.safetensors"])  # the rows come a frame after the count
     shot(page, "07-downloaded-model-in-library")
     assert shelf.find("loras/dl-model.safetensors").size == size
 
