@@ -288,7 +288,8 @@ class InvalidWorkflowError(ShelfError, ValueError):
 
 
 class ModelUnavailableError(ShelfError, LookupError):
-    """A workflow names a model that the library lacks and nobody says where to get."""
+    """A model the library lacks that nobody can provide: a workflow names it and nobody says
+    where to get it, or only its sha256 is known and no team store or peer sends it."""
 
     code = "MODEL_UNAVAILABLE"
 

@@ -7,6 +7,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -71,6 +73,25 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = 
             return value
         time.sleep(0.005)
     raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def partial_size(root: Path) -> int:
+    """Bytes of the (one) partial download under ``root``, 0 when there is none."""
+    parts = list((root / ".shelf" / "partial").glob("*.part"))
+    return parts[0].stat().st_size if parts else 0
+
+
+def sigkill_when(
+    process: subprocess.Popen[Any], predicate: Callable[[], Any], what: str, timeout: float = 120
+) -> Any:
+    """SIGKILL ``process`` once ``predicate`` holds while it still runs; its last value."""
+    try:
+        seen = wait_until(lambda: process.poll() is None and predicate(), timeout, what)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    return seen
 
 
 class EngineThread:
