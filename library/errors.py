@@ -367,3 +367,17 @@ class FetchRefusedError(ShelfError, PermissionError):
         super().__init__(message)
         self.url = url
         self.host = host
+
+
+# --- ComfyUI core ---------------------------------------------------------------------------
+
+
+class CoreAssetsError(ShelfError, ConnectionError):
+    """ComfyUI core's asset API (``/api/assets``) refused or failed a request of ours."""
+
+    code = "CORE_ASSETS"
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status

@@ -131,9 +131,22 @@ class EngineThread:
 
     def stop(self) -> None:
         if self._loop is not None and self._thread.is_alive():
-            future = asyncio.run_coroutine_threadsafe(self.shelf.downloads.stop(), self._loop)
-            with contextlib.suppress(concurrent.futures.CancelledError):
-                future.result(60)  # cancelled when run() ends first and its loop closes
+            stopping = self.shelf.downloads.stop()
+            try:
+                future = asyncio.run_coroutine_threadsafe(stopping, self._loop)
+            except RuntimeError:  # the loop closed meanwhile: run() has ended
+                stopping.close()
+            else:
+                # run() ends after our stop, or has ended already (a test stopped the engine):
+                # then asyncio.run may close its loop without running our stop, whose future
+                # would never be done. Waiting for the thread covers both.
+                self._thread.join(60)
+                if future.done():
+                    with contextlib.suppress(concurrent.futures.CancelledError):
+                        future.result()
+                else:
+                    future.cancel()
+                    stopping.close()
         self._thread.join(60)
         self._unsubscribe()
         if self.error is not None:

@@ -7,17 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
-import sys
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from comfy_stubs import Comfy
+from comfy_stubs import Comfy, cli_args, load_stand_in
 from downloads_support import quick_settings
 from remote_server import RemoteServer, write_model_file
 from routes_support import JSON, json_of
@@ -158,15 +155,14 @@ async def test_downloads_run_in_comfys_loop_and_report_over_the_websocket(
 
 
 async def test_behind_comfyui_foreign_host_names_cross_site_and_form_posts_are_refused(
-    comfy: Comfy, aiohttp_client: Any, monkeypatch: pytest.MonkeyPatch
+    comfy: Comfy, aiohttp_client: Any
 ) -> None:
     """ComfyUI mounts our routes on its own app (no middleware of ours): the checks travel
     with each handler, under ``/model-shelf`` and ``/api/model-shelf`` alike. The name in
     ComfyUI's ``--listen`` is answered."""
-    cli_args = types.ModuleType("comfy.cli_args")
-    cli_args.args = types.SimpleNamespace(listen="127.0.0.1,comfy-box.lan")  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "comfy.cli_args", cli_args)
-    runtime = start(comfy.folder_paths, comfy.server)
+    args = load_stand_in("cli_args", comfy.base)
+    args.args = cli_args.parse(["--listen", "127.0.0.1,comfy-box.lan"], "0.3.64")
+    runtime = start(comfy.folder_paths, comfy.server, args)
     try:
         assert runtime.ready.wait(30) and runtime.shelf is not None
         client = await comfy_app(comfy.server.PromptServer.instance, aiohttp_client)
