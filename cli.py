@@ -23,9 +23,12 @@ from .library import HashTiming, ImportMode, ModelRecord, Shelf, ShelfError
 from .library.comfy_settings import COMFY_USER_DIRNAME, load_comfy_settings
 from .library.command import cli_command, enclosing_comfy
 from .library.layout import MODEL_TYPES
+from .library.logfile import log_to_file
 from .library.metadata import Licence
 from .library.settings import ROOT_ENV, resolve_root
 from .library.units import human_size, parse_size
+
+log = logging.getLogger("model_shelf.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
@@ -595,6 +598,7 @@ def add_health_commands(command: Callable[..., argparse.ArgumentParser]) -> None
 # -- serve (issue #6) ---------------------------------------------------------
 
 SERVE_DEFAULT_PORT = 8765
+SERVE_LOG = "serve.log"
 
 
 def cmd_serve(shelf: Shelf, args: argparse.Namespace) -> int:
@@ -609,7 +613,7 @@ def cmd_serve(shelf: Shelf, args: argparse.Namespace) -> int:
             "(the API has no login; it only refuses requests from other web sites)",
             file=sys.stderr,
         )
-    app = standalone_app(shelf, watch=not args.no_watch)
+    app = standalone_app(shelf, watch=not args.no_watch, host=args.host)
     discovery = shelf.team.discovery(args.host, args.port)  # issue #13: opt-in mDNS
     if discovery is not None:
 
@@ -622,20 +626,25 @@ def cmd_serve(shelf: Shelf, args: argparse.Namespace) -> int:
         app.on_startup.append(announce)
         app.on_cleanup.append(withdraw)
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(
-        f"Model Shelf: http://{shown}:{args.port}/ (library {shelf.root}); Ctrl-C stops",
-        file=sys.stderr,
-        flush=True,
-    )
-    web.run_app(
-        app,
-        host=args.host,
-        port=args.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=5.0,
-        handler_cancellation=True,
-    )
+    # issue #11: what the server does goes to a rotated file under the library's state folder.
+    with log_to_file(shelf.layout.logs_dir, SERVE_LOG) as log_path:
+        print(
+            f"Model Shelf: http://{shown}:{args.port}/ (library {shelf.root}, log {log_path}); "
+            "Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        log.info("serving http://%s:%d/ (library %s)", shown, args.port, shelf.root)
+        web.run_app(
+            app,
+            host=args.host,
+            port=args.port,
+            print=None,
+            access_log=None,
+            shutdown_timeout=5.0,
+            handler_cancellation=True,
+        )
+        log.info("stopped")
     return EXIT_OK
 
 

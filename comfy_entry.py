@@ -206,6 +206,15 @@ class ComfyRuntime:
         )
 
 
+def comfy_listen_hosts(cli_args: ModuleType | None) -> tuple[str, ...]:
+    """ComfyUI's ``--listen`` (``comfy.cli_args.args.listen``: addresses, comma separated),
+    or nothing without it (tests, scripts): requests naming them are answered (issue #11)."""
+    listen = getattr(getattr(cli_args, "args", None), "listen", None)
+    if not isinstance(listen, str):
+        return ()
+    return tuple(host.strip() for host in listen.split(",") if host.strip())
+
+
 def start(
     folder_paths: ModuleType | None = None,
     server: ModuleType | None = None,
@@ -220,7 +229,8 @@ def start(
             gets the API, the page events and the auto-fetch handler (default: the loaded
             module).
         cli_args (`ModuleType`, *optional*): ComfyUI's ``comfy.cli_args`` (default: the loaded
-            module), which says whether core's asset database runs (``--enable-assets``).
+            module), which says whether core's asset database runs (``--enable-assets``) and
+            where ComfyUI listens (``--listen``: those names are answered, issue #11).
 
     Returns:
         `ComfyRuntime`: what is running; stopped automatically at interpreter exit.
@@ -240,7 +250,11 @@ def start(
     runtime.runs = install_run_hooks(getattr(prompt_server, "prompt_queue", None))
     if getattr(prompt_server, "routes", None) is not None:  # issue #6: the HTTP API
         runtime.api = attach(
-            prompt_server, lambda: runtime.shelf, Path(folder_paths.get_user_directory()), settings
+            prompt_server,
+            lambda: runtime.shelf,
+            Path(folder_paths.get_user_directory()),
+            settings,
+            listen_hosts=comfy_listen_hosts(cli_args),
         )
     # Issue #4: nodes reach the library through the runtime; submitted prompts get their
     # missing models fetched.

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .alternatives import Alternative, alternatives_text, find_alternatives
 from .command import cli_command
+from .downloads.http import redact_url
+from .downloads.tasks import TaskOrigin
 from .errors import ShelfError
 from .records import ModelRecord
 from .workflows import (
@@ -300,7 +302,7 @@ def execute(fetch_plan: FetchPlan, shelf: Shelf) -> FetchPlan:
             else:
                 assert fetch.source is not None
                 task = shelf.fetcher.request(
-                    fetch.source, fetch.model_type, fetch.name, fetch.sha256
+                    fetch.source, fetch.model_type, fetch.name, fetch.sha256, TaskOrigin.WORKFLOW
                 )
                 fetch.task_id = task.id
         except ShelfError as exc:
@@ -316,7 +318,7 @@ def execute(fetch_plan: FetchPlan, shelf: Shelf) -> FetchPlan:
         fetch = planned.fetch
         if fetch is not None and fetch.error is not None:
             planned.availability = Availability.UNAVAILABLE
-            where = fetch.source or "its recorded source"
+            where = redact_url(fetch.source) if fetch.source else "its recorded source"
             planned.reason = (
                 f"Model '{planned.input.value}' ({fetch.model_type}) is not in the library and "
                 f"cannot be fetched from {where}: {fetch.error}"

@@ -338,6 +338,37 @@ class PeerRefusedError(ShelfError, PermissionError):
     code = "PEER_REFUSED"
 
 
+# --- security (issue #11) -----------------------------------------------------
+
+
+class HostNotAllowedError(ShelfError, PermissionError):
+    """A request named a host this server does not answer to (the DNS-rebinding defence)."""
+
+    code = "HOST_NOT_ALLOWED"
+
+
+class RateLimitedError(ShelfError):
+    """Too many requests that change the library from one client; ``retry_after_seconds``."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class FetchRefusedError(ShelfError, PermissionError):
+    """A download a workflow asked for leads to this machine or its private network (an
+    address the user did not allow): refused before any byte is sent there."""
+
+    code = "FETCH_REFUSED"
+
+    def __init__(self, message: str, *, url: str | None = None, host: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.host = host
+
+
 # --- ComfyUI core ---------------------------------------------------------------------------
 
 

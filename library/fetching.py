@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 from .catalog import Catalog
 from .command import cli_command
 from .downloads.progress import ProgressEvent
-from .downloads.tasks import ControlRequest, DownloadTask, TaskState
+from .downloads.tasks import ControlRequest, DownloadTask, TaskOrigin, TaskState
 from .errors import (
     DownloadFailedError,
     FetchInterruptedError,
@@ -185,6 +185,7 @@ class ModelFetcher:
         *,
         progress: FetchProgress | None = None,
         should_stop: ShouldStop | None = None,
+        origin: TaskOrigin = TaskOrigin.USER,
     ) -> ModelRecord:
         """The model for this request: from the library, else downloaded now.
 
@@ -195,6 +196,7 @@ class ModelFetcher:
             sha256 (`str`, *optional*): the expected content; a different file is refused.
             progress (`FetchProgress`, *optional*): download progress while waiting.
             should_stop (`ShouldStop`, *optional*): polled while waiting; True pauses it.
+            origin (`TaskOrigin`, *optional*): who asks (a workflow: public addresses only).
 
         Returns:
             `ModelRecord`: the model, in place.
@@ -202,7 +204,8 @@ class ModelFetcher:
         Raises:
             `InvalidSourceError`, `InsecureURLError`, `UnknownTypeError`, `UnsafeNameError`:
                 the request is refused (nothing queued).
-            `DownloadFailedError`: the download failed, was cancelled, or was paused by someone.
+            `DownloadFailedError`: the download failed (``FETCH_REFUSED``: a workflow's URL
+                leads to a private address), was cancelled, or was paused by someone.
             `FetchInterruptedError`: ``should_stop`` said so; the download is paused.
             `ModelUnavailableError`: the library has that file, but in another type folder.
         """
@@ -210,7 +213,7 @@ class ModelFetcher:
         if found is not None:
             return found
         model_type = check_type(model_type)
-        task = self.request(source, model_type, name, sha256)
+        task = self.request(source, model_type, name, sha256, origin)
         task = self.wait(task.id, progress=progress, should_stop=should_stop)
         record = self.model_of(task)
         if record.type != model_type:
@@ -227,6 +230,7 @@ class ModelFetcher:
         model_type: str,
         name: str | None = None,
         sha256: str | None = None,
+        origin: TaskOrigin = TaskOrigin.USER,
     ) -> DownloadTask:
         """Queue the download of a model that is asked for now (`DownloadService.add`), and make
         sure it runs: a task still being paused (a cancelled run's wait paused it a moment
@@ -235,7 +239,7 @@ class ModelFetcher:
         Raises:
             As `DownloadService.add`.
         """
-        return self.want(self.downloads.add(source, model_type, name, sha256))
+        return self.want(self.downloads.add(source, model_type, name, sha256, origin=origin))
 
     def want(self, task: DownloadTask) -> DownloadTask:
         """``task``, resumed if it is paused or has a pause pending (see `request`).

@@ -20,7 +20,14 @@ from pathlib import Path, PurePosixPath
 from .catalog import Catalog
 from .downloads.engine import DownloadEngine, InstalledModel
 from .downloads.progress import ProgressListener
-from .downloads.tasks import DownloadTask, TaskState, TaskStore, split_userinfo, utc_now
+from .downloads.tasks import (
+    DownloadTask,
+    TaskOrigin,
+    TaskState,
+    TaskStore,
+    split_userinfo,
+    utc_now,
+)
 from .errors import (
     CorruptModelError,
     InvalidSourceError,
@@ -238,6 +245,7 @@ class DownloadService:
         name: str | None = None,
         sha256: str | None = None,
         priority: int = 0,
+        origin: TaskOrigin = TaskOrigin.USER,
     ) -> DownloadTask:
         """Queue a download, unless the library has it or a task for it exists already.
 
@@ -248,6 +256,9 @@ class DownloadService:
             name (`str`, *optional*): name under the type folder; else the file's own name.
             sha256 (`str`, *optional*): expected digest (hex, or ``sha256:hex``).
             priority (`int`, *optional*): higher runs first.
+            origin (`TaskOrigin`, *optional*): who asks. A workflow's download may reach only
+                public addresses and allowed hosts; the user asking for a task a workflow
+                queued lifts that (the user chose the URL now).
 
         Returns:
             `DownloadTask`: the new task; or the existing one for the same source (a paused or
@@ -268,6 +279,13 @@ class DownloadService:
                 raise InvalidSourceError(f"{resolved.key} is not the sha256 given ({expected})")
             expected = resolved.key
         previous = self.store.latest_for_source(resolved.key)
+        if (
+            previous is not None
+            and origin is TaskOrigin.USER
+            and previous.origin is not origin
+            and (not previous.in_terminal_state or previous.state is TaskState.FAILED)
+        ):
+            previous = self.store.update(previous.id, origin=origin)
         if previous is not None:
             if previous.state in (TaskState.PAUSED, TaskState.FAILED):
                 # Asked again, perhaps with what was missing (--type after UNKNOWN_TYPE, the
@@ -292,6 +310,7 @@ class DownloadService:
             model_type=model_type,
             name=name,
             priority=priority,
+            origin=origin,
             expected_sha256=expected,
         )
         existing = self.installer.find_installed(expected) if expected else None

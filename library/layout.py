@@ -162,6 +162,11 @@ class Layout:
         return self.state_dir / "partial"
 
     @property
+    def logs_dir(self) -> Path:
+        """``serve``'s log files (issue #11), rotated (`logfile.log_to_file`)."""
+        return self.state_dir / "logs"
+
+    @property
     def deletions_log(self) -> Path:
         return self.state_dir / "deletions.jsonl"
 

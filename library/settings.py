@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 ROOT_ENV = "MODEL_SHELF_ROOT"
 
@@ -22,6 +22,11 @@ HASH_CHUNK_BYTES = 4 * 1024 * 1024
 
 STALE_TEMP_SECONDS = 24 * 3600
 """A temporary file whose owner we cannot check (another host) is removed after this long."""
+
+LOG_FILE_MAX_BYTES = 10 * 1024 * 1024
+"""``serve``'s log file is rotated at this size..."""
+LOG_FILE_BACKUPS = 5
+"""...and this many older files are kept (``serve.log.1`` ... ``.5``): at most 60 MiB."""
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 """Several processes share one index; a writer waits this long for another's lock."""
@@ -60,6 +65,10 @@ def resolve_root(
 DOWNLOAD_ENV_PREFIX = "MODEL_SHELF_DOWNLOAD_"
 """``MODEL_SHELF_DOWNLOAD_<FIELD>`` overrides a `DownloadSettings` field, e.g.
 ``MODEL_SHELF_DOWNLOAD_CONCURRENCY=4`` or ``MODEL_SHELF_DOWNLOAD_ALLOW_INSECURE_HTTP=1``."""
+
+ALLOWED_FETCH_HOSTS_ENV = "MODEL_SHELF_ALLOWED_FETCH_HOSTS"
+"""Comma-separated ``host`` or ``host:port`` a workflow's model URLs may lead to although they
+are on this machine or a private network (see `DownloadSettings.allowed_fetch_hosts`)."""
 
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 CIVITAI_DEFAULT_API_BASE = "https://civitai.com/api/v1"
@@ -106,6 +115,15 @@ class DownloadSettings(BaseModel):
     hf_token: SecretStr | None = None
     civitai_api_base: str = CIVITAI_DEFAULT_API_BASE
     civitai_api_key: SecretStr | None = None
+    allowed_fetch_hosts: tuple[str, ...] = ()
+    """``host`` or ``host:port`` (lower case) that downloads a workflow asked for may reach
+    although they resolve to loopback, link-local, private, multicast or reserved addresses.
+    Downloads the user adds, team stores and LAN peers need no entry."""
+
+    @field_validator("allowed_fetch_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return host_list(value)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DownloadSettings:
@@ -131,7 +149,26 @@ class DownloadSettings(BaseModel):
             values["hf_token"] = token
         if env.get("CIVITAI_API_KEY"):
             values["civitai_api_key"] = env["CIVITAI_API_KEY"]
+        if env.get(ALLOWED_FETCH_HOSTS_ENV):
+            values["allowed_fetch_hosts"] = env[ALLOWED_FETCH_HOSTS_ENV]
         return cls.model_validate(values)
+
+
+def host_list(value: object) -> object:
+    """``"a.example, B.example:8080"`` or a list of them -> ``("a.example", "b.example:8080")``:
+    lower case, no blanks, no duplicates. Anything else is left for pydantic to refuse."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)):
+        return value
+    hosts: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            return value  # pydantic names the bad item
+        host = item.strip().lower().rstrip(".")
+        if host and host not in hosts:
+            hosts.append(host)
+    return tuple(hosts)
 
 
 def stored_hf_token() -> str | None:
@@ -268,3 +305,41 @@ class EnrichSettings(BaseModel):
             `pydantic.ValidationError`: a value has the wrong type or is out of range.
         """
         return cls.model_validate(prefixed_values(cls, ENRICH_ENV_PREFIX, environ))
+
+
+# --- the HTTP API's own defences (issue #11) -----------------------------------------------------
+# `ApiSettings.from_env` is the only place that reads them (``MODEL_SHELF_API_<FIELD>``).
+
+API_ENV_PREFIX = "MODEL_SHELF_API_"
+"""``MODEL_SHELF_API_<FIELD>`` overrides an `ApiSettings` field, e.g.
+``MODEL_SHELF_API_ALLOWED_HOSTS=shelf.lan`` or ``MODEL_SHELF_API_RATE_LIMIT_BURST=1000``."""
+
+
+class ApiSettings(BaseModel):
+    """How the HTTP API defends itself (in ``serve`` and inside ComfyUI alike)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names (``Host`` header) the API answers to besides loopback names, IP addresses
+    and the address it listens on: any other name is refused, since a web page can make its
+    own name resolve to 127.0.0.1 (DNS rebinding) and then read the API as same-origin."""
+    rate_limit_per_second: float = Field(50.0, gt=0)
+    """Requests that change something, per client address: the steady rate allowed."""
+    rate_limit_burst: int = Field(500, ge=1)
+    """...and how many may come at once (the sidebar's "fetch all" of a large workflow, a
+    script's bulk import) before the steady rate applies."""
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return host_list(value)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
+        """Read the settings from ``MODEL_SHELF_API_<FIELD>`` (``os.environ`` unless given).
+
+        Raises:
+            `pydantic.ValidationError`: a value has the wrong type or is out of range.
+        """
+        return cls.model_validate(prefixed_values(cls, API_ENV_PREFIX, environ))

@@ -21,7 +21,7 @@ from .cleanup_advice import CleanupPlan, CleanupResult, archive, plan_cleanup
 from .downloads import ProgressBus, TaskStore
 from .downloads.engine import DownloadEngine
 from .downloads.progress import ProgressListener
-from .downloads.tasks import DownloadTask, TaskState
+from .downloads.tasks import DownloadTask, TaskOrigin, TaskState
 from .editor import ModelEditor
 from .enrich import Enricher, EnrichReport, EnrichWorker
 from .errors import (
@@ -554,7 +554,12 @@ class Shelf:
         task = self.downloads.get(task_id)
         if task.state is TaskState.CANCELLED:
             return self.downloads.add(
-                task.source, task.model_type, task.name, task.expected_sha256, task.priority
+                task.source,
+                task.model_type,
+                task.name,
+                task.expected_sha256,
+                task.priority,
+                task.origin,
             )
         return self.downloads.resume(task_id)
 
@@ -595,11 +600,18 @@ class Shelf:
         *,
         progress: FetchProgress | None = None,
         should_stop: ShouldStop | None = None,
+        origin: TaskOrigin = TaskOrigin.USER,
     ) -> ModelRecord:
         """The model a source names: from the library (matched by sha256, source or name), else
         downloaded now, waiting for it. See `ModelFetcher.fetch` for arguments and errors."""
         return self.fetcher.fetch(
-            source, model_type, name, sha256, progress=progress, should_stop=should_stop
+            source,
+            model_type,
+            name,
+            sha256,
+            progress=progress,
+            should_stop=should_stop,
+            origin=origin,
         )
 
     def wait_for_download(

@@ -2,9 +2,9 @@
 library (several ComfyUI installs, the CLI, ``serve``) uses them.
 
 ```
-<root>/.shelf/settings.json   download limits:  {"concurrency": 3, "bandwidth_limit_...": 0}
+<root>/.shelf/settings.json   download limits, allowed hosts (0600): {"concurrency": 3, ...}
 <root>/.shelf/secrets.json    credentials (0600): {"hf_token": "...", "civitai_api_key": "..."}
-<root>/.shelf/team.json       team stores and LAN peers (issue #13): `TeamConfig`
+<root>/.shelf/team.json       team stores and LAN peers (issue #13, 0600): `TeamConfig`
 <root>/.shelf/team-secrets.json   their keys and the team token (0600): `TeamSecrets`
 <root>/.shelf/credentials/<task id>.json   a download URL's user:password@ (0600), issue #15:
                                            `TaskCredentials`; the task's row keeps the URL without
@@ -18,6 +18,7 @@ shown only masked (`mask`), and are never logged.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -29,7 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from .errors import SettingsError
 from .fsutil import fsync_dir, storage_errors, temp_sibling
 from .layout import Layout
-from .settings import DownloadSettings
+from .settings import DownloadSettings, host_list
+
+log = logging.getLogger("model_shelf")
 
 SETTINGS_FILENAME = "settings.json"
 SECRETS_FILENAME = "secrets.json"
@@ -45,12 +48,21 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 class StoredLimits(BaseModel):
-    """Download limits set from the sidebar; None means "not set here"."""
+    """Download limits and access lists set from the sidebar; None means "not set here"."""
 
     model_config = ConfigDict(extra="ignore")
 
     concurrency: int | None = Field(None, ge=1, le=32)
     bandwidth_limit_bytes_per_second: int | None = Field(None, ge=0)
+    allowed_fetch_hosts: tuple[str, ...] | None = None
+    """`DownloadSettings.allowed_fetch_hosts`: replaces the environment's list when set."""
+    allowed_hosts: tuple[str, ...] | None = None
+    """`ApiSettings.allowed_hosts` (the API's ``Host`` names): added to the environment's."""
+
+    @field_validator("allowed_fetch_hosts", "allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        return None if value is None else host_list(value)
 
 
 class StoredSecrets(BaseModel):
@@ -228,6 +240,7 @@ class SettingsFile:
 
     def team(self) -> TeamConfig:
         """Raises `SettingsError`: the file is not valid."""
+        _narrow(self.team_path)
         return _validated(TeamConfig, self.team_path, read_json_object(self.team_path))
 
     def team_secrets(self) -> TeamSecrets:
@@ -239,7 +252,10 @@ class SettingsFile:
     def save_team(self, team: TeamConfig) -> None:
         """Replace ``team.json`` (atomically)."""
         data = team.model_dump(mode="json")
-        write_atomically(self.team_path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
+        # Owner-only: it lists the team's store endpoints and LAN peers (a map of the network).
+        write_atomically(
+            self.team_path, json.dumps(data, indent=2).encode() + b"\n", SECRET_FILE_MODE
+        )
 
     def save_team_secrets(self, secrets: TeamSecrets) -> None:
         """Replace ``team-secrets.json``: an owner-only temporary, renamed."""
@@ -261,6 +277,7 @@ class SettingsFile:
 
     def limits(self) -> StoredLimits:
         """Raises `SettingsError`: the file is not valid."""
+        _narrow(self.limits_path)
         return _validated(StoredLimits, self.limits_path, read_json_object(self.limits_path))
 
     def secrets(self) -> StoredSecrets:
@@ -277,7 +294,7 @@ class SettingsFile:
         limits = self.limits()
         for name in StoredLimits.model_fields:
             value = getattr(limits, name)
-            if value is not None:
+            if value is not None and name in DownloadSettings.model_fields:
                 changes[name] = value
         secrets = self.secrets()
         for name in StoredSecrets.model_fields:
@@ -288,8 +305,11 @@ class SettingsFile:
 
     def save_limits(self, limits: StoredLimits) -> None:
         """Replace the stored limits (atomically)."""
-        data = limits.model_dump(exclude_none=True)
-        write_atomically(self.limits_path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
+        data = limits.model_dump(mode="json", exclude_none=True)
+        # Owner-only like the secrets: it says which private hosts this library may reach.
+        write_atomically(
+            self.limits_path, json.dumps(data, indent=2).encode() + b"\n", SECRET_FILE_MODE
+        )
 
     def save_secrets(self, secrets: StoredSecrets) -> None:
         """Replace the stored secrets: written to an owner-only temporary, then renamed."""
@@ -346,6 +366,19 @@ def write_atomically(path: Path, data: bytes, mode: int) -> None:
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def _narrow(path: Path) -> None:
+    """Make a file written by an older version (0644) owner-only, as new ones are written."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    if mode & 0o077 and os.name != "nt":
+        try:
+            os.chmod(path, SECRET_FILE_MODE)
+        except PermissionError:  # another user's file on a shared root: theirs to fix
+            log.warning("Model Shelf: %s is readable by others; make it mode 0600", path)
 
 
 def _validated(model: type[_M], path: Path, data: dict[str, object]) -> _M:

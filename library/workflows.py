@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .downloads.tasks import TaskOrigin
 from .errors import InvalidWorkflowError, ShelfError
 from .layout import LEGACY_FOLDERS, MODEL_EXTENSIONS, MODEL_TYPES
 from .records import Health, ModelRecord
@@ -654,7 +655,10 @@ def _queue_locked(shelf: Shelf, model: LockedModel, model_type: str, label: str)
     errors = []
     for source in model.sources:
         try:
-            task = shelf.downloads.add(source, model_type, model.name, model.sha256)
+            # Someone else's lockfile, like a shared workflow: public addresses only.
+            task = shelf.downloads.add(
+                source, model_type, model.name, model.sha256, origin=TaskOrigin.WORKFLOW
+            )
         except ShelfError as exc:
             errors.append(f"{source}: [{exc.code}] {exc.message}")
             continue

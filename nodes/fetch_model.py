@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..library.downloads.tasks import TaskOrigin
 from ..library.errors import FetchInterruptedError, ShelfError
 from ..library.layout import MODEL_TYPES
 from . import comfy_host, runtime
@@ -83,6 +84,8 @@ class FetchModel:
                 sha256.strip() or None,
                 progress=comfy_host.progress_reporter(),
                 should_stop=comfy_host.interrupted,
+                # The node's source is part of a workflow, which may come from anyone.
+                origin=TaskOrigin.WORKFLOW,
             )
         except FetchInterruptedError as stopped:
             comfy_host.raise_interrupted(stopped)

@@ -2,8 +2,11 @@
 aiohttp app of our own that also serves the sidebar as a page (`standalone_app`, for ``serve``).
 
 Every handler is wrapped the same way, wherever it is mounted (ComfyUI's app takes no
-middleware from a node pack): state-changing methods first pass `guard.check_state_change`,
-then every failure becomes a JSON answer (`errors.json_errors`).
+middleware from a node pack): every request's ``Host`` must be one the API answers to
+(`guard.AllowedHosts`), state-changing methods then take a token from the client's rate
+limit (`ratelimit.RateLimiter`) and pass `guard.check_state_change`, and every failure becomes
+a JSON answer (`errors.json_errors`). The LAN peer routes (`guard.serves_peers`) skip the
+first two: other machines reach them by this machine's LAN name, with their own checks.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..library import Shelf
+from ..library.errors import SettingsError
 from . import (
     downloads,
     events,
@@ -62,13 +66,17 @@ SHELF_KEY = web.AppKey("model_shelf.shelf", Shelf)
 CONTEXT_KEY = web.AppKey("model_shelf.context", RouteContext)
 
 
-def _guarded(handler: Handler, method: str) -> Handler:
-    if method in SAFE_METHODS:
-        return handler
+def _guarded(handler: Handler, method: str, ctx: RouteContext) -> Handler:
+    if is_peer_route(handler):
+        return handler  # GET-only, checked by `Team.check_peer` (address and team token)
+    writes = method not in SAFE_METHODS
     upload = is_upload(handler)
 
     async def guarded(request: web.Request) -> web.StreamResponse:
-        check_state_change(request, upload=upload)
+        ctx.hosts.check(request)
+        if writes:
+            ctx.limiter.take(request.remote or "unknown")
+            check_state_change(request, upload=upload)
         return await handler(request)
 
     guarded.__name__ = getattr(handler, "__name__", "handler")
@@ -80,7 +88,9 @@ def route_table(ctx: RouteContext) -> list[web.RouteDef]:
     table = []
     for resource in RESOURCES:
         for route in resource.routes(ctx):
-            handler = json_errors(_guarded(route.handler, route.method), ctx.metrics.count_error)
+            handler = json_errors(
+                _guarded(route.handler, route.method, ctx), ctx.metrics.count_error
+            )
             if is_peer_route(route.handler):
                 serves_peers(handler)  # the mark survives the wrapping (see `guard.serves_peers`)
             table.append(web.RouteDef(route.method, route.path, handler, route.kwargs))
@@ -109,6 +119,12 @@ class Wiring:
         self._undo: list[Callable[[], object]] = []
 
     def start(self) -> None:
+        try:  # issue #11: the host names the library's settings allow
+            allowed = self.shelf.stored_settings.limits().allowed_hosts or ()
+        except SettingsError as exc:
+            log.warning("Model Shelf: ignoring the stored allowed hosts: %s", exc)
+            allowed = ()
+        self.ctx.hosts.set_stored(allowed)
         subscribe = self.shelf.downloads.subscribe
         self._undo.append(subscribe(self.ctx.events.on_progress))
         self._undo.append(subscribe(self.ctx.metrics.on_progress))
@@ -150,6 +166,7 @@ def standalone_app(
     run_downloads: bool = True,
     watch: bool = False,
     ctx: RouteContext | None = None,
+    host: str | None = None,
 ) -> web.Application:
     """The API on an app of its own, plus the sidebar as a page at ``/``, for ``serve``.
 
@@ -163,8 +180,10 @@ def standalone_app(
         run_downloads (`bool`, *optional*): run the download engine in the app's loop.
         watch (`bool`, *optional*): keep the index current from file events meanwhile.
         ctx (`RouteContext`, *optional*): built here unless given (tests pass their own).
+        host (`str`, *optional*): the address or name ``serve`` listens on (``--host``):
+            requests naming it are answered (see `guard.AllowedHosts`).
     """
-    ctx = ctx or RouteContext(provide(shelf))
+    ctx = ctx or RouteContext(provide(shelf), listen_hosts=(host,) if host else ())
     app = web.Application(middlewares=[_json_refusals])
     app[SHELF_KEY] = shelf
     app[CONTEXT_KEY] = ctx

@@ -129,6 +129,7 @@ def attach(
     get_shelf: Callable[[], Shelf | None],
     user_dir: Path,
     settings: ComfySettings,
+    listen_hosts: tuple[str, ...] = (),
 ) -> ComfyApi:
     """Mount the API on ``prompt_server`` and send its events to the page's websocket.
 
@@ -137,11 +138,14 @@ def attach(
         get_shelf (`Callable`): the library once open, None before.
         user_dir (`Path`): ComfyUI's user folder (where this install's settings file is).
         settings (`ComfySettings`): this install's settings.
+        listen_hosts (`tuple[str, ...]`, *optional*): ComfyUI's ``--listen`` addresses (or
+            names): requests naming them are answered (see `guard.AllowedHosts`).
     """
     ctx = RouteContext(
         provide_when_ready(get_shelf),
         root_setting=ComfyRootSetting(user_dir, settings),
         hidden_types=settings.hide_types,
+        listen_hosts=listen_hosts,
     )
     send = prompt_server.send_sync
     ctx.events.add_sink(lambda event, data: send(event, data))

@@ -24,8 +24,11 @@ from ..library.errors import (
     ShelfError,
     UnsupportedOperationError,
 )
+from ..library.settings import ApiSettings
 from .events import EventHub
+from .guard import AllowedHosts
 from .metrics import Metrics
+from .ratelimit import RateLimiter
 
 log = logging.getLogger("model_shelf.api")
 
@@ -157,6 +160,10 @@ class RouteContext:
         events (`EventHub`): where changes are announced.
         root_setting (`RootSetting`): how the library root may be changed.
         hidden_types (`frozenset[str]`): type folders this install hides (ComfyUI's settings).
+        listen_hosts (`tuple[str, ...]`): the addresses or names the server listens on
+            (``serve --host``, ComfyUI's ``--listen``): requests for them are answered.
+        api_settings (`ApiSettings`): allowed host names, rate limits (default: the
+            environment's).
     """
 
     shelf: ShelfProvider
@@ -167,7 +174,19 @@ class RouteContext:
     jobs: BackgroundJobs = field(default_factory=BackgroundJobs)
     executor: ThreadPoolExecutor = field(default_factory=_api_pool)
     long_executor: ThreadPoolExecutor = field(default_factory=_long_pool)
+    listen_hosts: tuple[str, ...] = ()
+    api_settings: ApiSettings = field(default_factory=ApiSettings.from_env)
+    hosts: AllowedHosts = field(init=False)
+    """The ``Host`` names answered (issue #11: the DNS-rebinding defence)."""
+    limiter: RateLimiter = field(init=False)
+    """Per-client limits on the routes that change something (issue #11)."""
     _closed: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.hosts = AllowedHosts([*self.listen_hosts, *self.api_settings.allowed_hosts])
+        self.limiter = RateLimiter(
+            self.api_settings.rate_limit_per_second, self.api_settings.rate_limit_burst
+        )
 
     async def run(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> T:
         """Run blocking ``fn(*args, **kwargs)`` on the API's threads; the loop stays free."""

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from ..library import Shelf
-from ..library.downloads import DownloadTask
+from ..library.downloads import DownloadTask, TaskOrigin
 from .context import RouteContext
 from .guard import read_json
 from .paths import PREFIX
@@ -67,7 +67,7 @@ def routes(ctx: RouteContext) -> list[web.RouteDef]:
         return json_text(await asyncio.shield(pending))
 
     async def add_task(request: web.Request) -> web.Response:
-        """``{"source", "type"?, "name"?, "sha256"?, "priority"?}``. Answers the task (an
+        """``{"source", "type"?, "name"?, "sha256"?, "priority"?, "origin"?}``. Answers the task (an
         existing one for the same source, or a ``done`` one if the library has the model)."""
         body = await read_json(request, DownloadAdd)
         seq = ctx.events.sequence()
@@ -78,6 +78,7 @@ def routes(ctx: RouteContext) -> list[web.RouteDef]:
             body.name,
             body.sha256 or None,
             body.priority,
+            TaskOrigin(body.origin),
         )
         return json_model(view(task, seq), status=201)
 

@@ -9,12 +9,13 @@ the fuzz run check that).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from ..library.errors import ShelfError
+from ..library.errors import RateLimitedError, ShelfError
 
 log = logging.getLogger("model_shelf.api")
 
@@ -34,6 +35,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "INVALID_SIZE": 400,
     "BAD_SETTINGS": 400,
     "CROSS_SITE": 403,
+    "HOST_NOT_ALLOWED": 403,
+    "RATE_LIMITED": 429,
+    "FETCH_REFUSED": 403,
     "UNSUPPORTED_MEDIA_TYPE": 415,
     "TOO_LARGE": 413,
     # what it names
@@ -82,10 +86,14 @@ _HTTP_CODES = {
 }
 
 
-def error_response(code: str, message: str, status: int | None = None) -> web.Response:
+def error_response(
+    code: str, message: str, status: int | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
     """The JSON answer for one error."""
     return web.json_response(
-        {"code": code, "message": message}, status=status or STATUS_BY_CODE.get(code, 400)
+        {"code": code, "message": message},
+        status=status or STATUS_BY_CODE.get(code, 400),
+        headers=headers,
     )
 
 
@@ -102,8 +110,12 @@ def json_errors(handler: Handler, count_error: ErrorCounter | None = None) -> Ha
     """Wrap ``handler`` so that every failure is answered as JSON with the right status."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
+        headers: dict[str, str] | None = None
         try:
             return await handler(request)
+        except RateLimitedError as exc:
+            code, message = exc.code, exc.message
+            headers = {"Retry-After": str(math.ceil(exc.retry_after_seconds))}
         except ShelfError as exc:
             code, message = exc.code, exc.message
         except ValidationError as exc:
@@ -120,7 +132,7 @@ def json_errors(handler: Handler, count_error: ErrorCounter | None = None) -> Ha
             code, message = "INTERNAL", "internal error; the server log has the details"
         if count_error is not None:
             count_error(code)
-        return error_response(code, message)
+        return error_response(code, message, headers=headers)
 
     wrapped.__name__ = getattr(handler, "__name__", "handler")
     wrapped.__doc__ = handler.__doc__

@@ -1,4 +1,4 @@
-"""Refusing cross-site requests, and reading request bodies within limits.
+"""Refusing cross-site requests and foreign host names, and reading request bodies within limits.
 
 A browser lets any web page send a "simple" request to ``127.0.0.1``: a form post (content type
 ``application/x-www-form-urlencoded``, ``multipart/form-data`` or ``text/plain``) or a bodiless
@@ -13,19 +13,28 @@ itself, whatever server it is mounted on:
   ``fetch`` ask first (a CORS preflight we never grant). The upload route takes
   ``application/octet-stream`` and then requires the ``X-Model-Shelf: 1`` header, which no
   form can set and a cross-site ``fetch`` cannot send without a preflight either.
+
+Reads need a defence too: DNS rebinding. A page at ``http://evil.example:8188/`` can make its
+own name resolve to 127.0.0.1 after it has loaded; its requests then reach this server as
+same-origin, and it can read every answer. Such a request still carries the page's name in
+``Host``, so every route (GET too; the LAN peer routes excepted) answers only to loopback
+names, IP addresses, the name the server listens on and names the user allowed
+(`AllowedHosts`): anything else is ``HOST_NOT_ALLOWED``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel
 
+from ..library.downloads.addresses import is_ip_address
 from ..library.errors import (
     CrossSiteRequestError,
+    HostNotAllowedError,
     RequestTooLargeError,
     UnsupportedMediaTypeError,
 )
@@ -106,6 +115,65 @@ def serves_peers(handler: H) -> H:
 
 def is_peer_route(handler: object) -> bool:
     return bool(getattr(handler, PEER_MARK, False))
+
+
+def _host_name(entry: str) -> str:
+    """``Shelf.LAN:8188`` -> ``shelf.lan``, ``[::1]:80`` -> ``::1``: the name of a host entry."""
+    entry = entry.strip().lower()
+    if entry.startswith("["):
+        return entry[1:].partition("]")[0]
+    if entry.count(":") == 1:  # host:port (an IPv6 address has more colons)
+        entry = entry.partition(":")[0]
+    return entry.rstrip(".")
+
+
+class AllowedHosts:
+    """The host names the API answers to (see the module docstring).
+
+    Always: ``localhost`` and ``*.localhost`` (browsers resolve those to loopback themselves),
+    and any IP address (a rebinding page's requests carry its name, never an address). Besides:
+    the names given here (the address the server listens on; ``MODEL_SHELF_API_ALLOWED_HOSTS``)
+    and those stored in the library's settings (`stored`, set when it opens or changes).
+
+    Args:
+        names (`Iterable[str]`): ``host`` or ``host:port`` entries (the port is not compared).
+    """
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.names = frozenset(_host_name(n) for n in names if n.strip())
+        self.stored: frozenset[str] = frozenset()
+
+    def set_stored(self, names: Iterable[str]) -> None:
+        """The names the library's settings allow (replacing the previous ones)."""
+        self.stored = frozenset(_host_name(n) for n in names if n.strip())
+
+    def allows(self, host: str) -> bool:
+        """True if a request whose ``Host`` header is ``host`` may be answered."""
+        name = _host_name(host)
+        if not name:
+            return False
+        if name == "localhost" or name.endswith(".localhost") or is_ip_address(name):
+            return True
+        return name in self.names or name in self.stored
+
+    def check(self, request: web.Request) -> None:
+        """Refuse a request for a host name this server does not answer to.
+
+        A request without ``Host`` passes: HTTP/1.0 tools omit it, browsers never do.
+
+        Raises:
+            `HostNotAllowedError`: the name is not allowed.
+        """
+        host = request.headers.get("Host")
+        if host is None or self.allows(host):
+            return
+        shown = host[:100].encode("ascii", "replace").decode()
+        raise HostNotAllowedError(
+            f"refused: this server does not answer to the host name {shown!r} (a web page can "
+            "point any name at this machine); open it by address (http://127.0.0.1:PORT/) or "
+            "localhost, or allow the name with MODEL_SHELF_API_ALLOWED_HOSTS or the "
+            "allowed_hosts setting"
+        )
 
 
 def check_state_change(request: web.Request, *, upload: bool = False) -> None:

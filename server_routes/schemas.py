@@ -15,6 +15,13 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Secret = Annotated[str, StringConstraints(max_length=512)]
+HostEntry = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.:-]+)(:\d{1,5})?$"
+    ),
+]
+"""``host``, ``host:port``, an address, or ``[v6]:port``."""
 
 
 class Body(BaseModel):
@@ -94,6 +101,9 @@ class DownloadAdd(Body):
     name: Name | None = None
     sha256: Annotated[str, StringConstraints(max_length=80)] | None = None
     priority: int = Field(0, ge=-1000, le=1000)
+    origin: Literal["user", "workflow"] = "user"
+    """``workflow``: the source comes from a workflow (the page's missing-models dialog), so
+    the download may reach only public addresses and allowed hosts (issue #11)."""
 
 
 DownloadAction = Literal["pause", "resume", "cancel", "retry"]
@@ -119,6 +129,8 @@ class TaskView(BaseModel):
     filename: str | None
     state: str
     priority: int
+    origin: str
+    """``user`` or ``workflow`` (see `DownloadAdd.origin`)."""
     bytes_done: int
     total_bytes: int | None
     speed_bytes_per_second: float = 0.0
@@ -158,6 +170,7 @@ class TaskView(BaseModel):
             filename=task.filename,
             state=state,
             priority=task.priority,
+            origin=task.origin.value,
             bytes_done=max(task.bytes_done, int(live.get("bytes_done") or 0)),
             total_bytes=task.expected_size or live.get("total_bytes"),
             speed_bytes_per_second=float(live.get("speed_bytes_per_second") or 0.0)
@@ -243,6 +256,10 @@ class SettingsView(BaseModel):
     hf_endpoint: str
     hf_token: SecretView
     civitai_api_key: SecretView
+    allowed_fetch_hosts: list[str]
+    """Hosts a workflow's downloads may reach although they are private (issue #11)."""
+    allowed_hosts: list[str]
+    """Host names the API answers to besides loopback and IP addresses (issue #11)."""
 
 
 class SettingsUpdate(Body):
@@ -254,6 +271,8 @@ class SettingsUpdate(Body):
     bandwidth_limit_bytes_per_second: int | None = Field(None, ge=0, le=10**12)
     hf_token: Secret | None = None
     civitai_api_key: Secret | None = None
+    allowed_fetch_hosts: Annotated[list[HostEntry], Field(max_length=100)] | None = None
+    allowed_hosts: Annotated[list[HostEntry], Field(max_length=100)] | None = None
 
     @field_validator("root")
     @classmethod

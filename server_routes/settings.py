@@ -12,16 +12,23 @@ from pydantic import SecretStr
 from ..library import Shelf
 from ..library.stored_settings import StoredLimits, mask
 from .context import RootSetting, RouteContext
-from .guard import read_json
+from .guard import AllowedHosts, read_json
 from .paths import PREFIX
 from .responses import json_model
 from .schemas import SecretView, SettingsUpdate, SettingsView
 
-_LIMITS = ("concurrency", "bandwidth_limit_bytes_per_second")
+_LIMITS = (
+    "concurrency",
+    "bandwidth_limit_bytes_per_second",
+    "allowed_fetch_hosts",
+    "allowed_hosts",
+)
 _SECRETS = ("hf_token", "civitai_api_key")
 
 
-def settings_view(shelf: Shelf, root_setting: RootSetting) -> SettingsView:
+def settings_view(
+    shelf: Shelf, root_setting: RootSetting, hosts: AllowedHosts | None = None
+) -> SettingsView:
     """The settings as the page may see them (reads the stored files: call off the loop).
 
     Raises:
@@ -52,10 +59,14 @@ def settings_view(shelf: Shelf, root_setting: RootSetting) -> SettingsView:
         hf_endpoint=current.hf_endpoint,
         hf_token=secret("hf_token"),
         civitai_api_key=secret("civitai_api_key"),
+        allowed_fetch_hosts=list(current.allowed_fetch_hosts),
+        allowed_hosts=sorted(hosts.names | hosts.stored) if hosts is not None else [],
     )
 
 
-def apply_update(shelf: Shelf, root_setting: RootSetting, update: SettingsUpdate) -> SettingsView:
+def apply_update(
+    shelf: Shelf, root_setting: RootSetting, update: SettingsUpdate, hosts: AllowedHosts
+) -> SettingsView:
     """Store the keys ``update`` gives and use them at once (the root: from the next start)."""
     given = update.model_fields_set
     if "root" in given and update.root is not None:
@@ -75,19 +86,21 @@ def apply_update(shelf: Shelf, root_setting: RootSetting, update: SettingsUpdate
         secrets = stored.model_copy(update=changed)
     if limits is not None or secrets is not None:
         shelf.update_download_settings(limits, secrets)
-    return settings_view(shelf, root_setting)
+    if limits is not None:
+        hosts.set_stored(limits.allowed_hosts or ())
+    return settings_view(shelf, root_setting, hosts)
 
 
 def routes(ctx: RouteContext) -> list[web.RouteDef]:
     """The settings routes, bound to ``ctx``."""
 
     async def get_settings(request: web.Request) -> web.Response:
-        return json_model(await ctx.run(settings_view, ctx.shelf(), ctx.root_setting))
+        return json_model(await ctx.run(settings_view, ctx.shelf(), ctx.root_setting, ctx.hosts))
 
     async def put_settings(request: web.Request) -> web.Response:
         """Only the keys given change; ``""``/``null`` removes a credential."""
         update = await read_json(request, SettingsUpdate)
-        view = await ctx.run(apply_update, ctx.shelf(), ctx.root_setting, update)
+        view = await ctx.run(apply_update, ctx.shelf(), ctx.root_setting, update, ctx.hosts)
         return json_model(view)
 
     return [

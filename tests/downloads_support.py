@@ -37,6 +37,13 @@ def quick_settings(**overrides: Any) -> DownloadSettings:
     return DownloadSettings(**values)
 
 
+LOOPBACK_FETCHES = ("127.0.0.1",)
+"""`DownloadSettings.allowed_fetch_hosts` for tests whose workflows fetch from `RemoteServer`:
+loopback is refused to a workflow's downloads unless allowed (issue #11), and these tests allow
+it the way a user would (the setting, or ``MODEL_SHELF_ALLOWED_FETCH_HOSTS``)."""
+LOOPBACK_FETCHES_ENV = {"MODEL_SHELF_ALLOWED_FETCH_HOSTS": ",".join(LOOPBACK_FETCHES)}
+
+
 def quick_env(**overrides: str) -> dict[str, str]:
     """The environment of a CLI subprocess with `quick_settings`-like values."""
     env = {k: v for k, v in os.environ.items() if k != "MODEL_SHELF_ROOT"}

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from comfy_stubs import Comfy, core_nodes, execution, write_model
-from downloads_support import MIB, quick_env, wait_until
+from downloads_support import LOOPBACK_FETCHES_ENV, MIB, quick_env, wait_until
 from remote_server import RemoteServer, sha256_of, write_model_file
 
 from model_shelf.comfy_entry import ComfyRuntime, start
@@ -68,10 +68,16 @@ def running(
     comfy_core: ModuleType,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> Iterator[tuple[ComfyRuntime, Any]]:
     """Model Shelf started in a stand-in ComfyUI whose server has a running loop, as in
-    ComfyUI's ``main.py`` (progress hook included)."""
-    for name, value in quick_env().items():
+    ComfyUI's ``main.py`` (progress hook included). Workflows may fetch from `RemoteServer`
+    on 127.0.0.1 because the setting allows it (issue #11), unless the test is parametrized
+    with ``{"allow_loopback": False}`` (``indirect=True``)."""
+    allow_loopback = getattr(request, "param", {}).get("allow_loopback", True)
+    env = quick_env(**(LOOPBACK_FETCHES_ENV if allow_loopback else {}))
+    monkeypatch.delenv("MODEL_SHELF_ALLOWED_FETCH_HOSTS", raising=False)
+    for name, value in env.items():
         if name.startswith("MODEL_SHELF_"):
             monkeypatch.setenv(name, value)
     settings = Path(comfy.folder_paths.get_user_directory()) / "model-shelf" / "settings.json"
@@ -200,6 +206,42 @@ def test_a_model_described_by_the_workflow_is_fetched_before_its_loader_runs(
     assert again["prompt"]["1"]["inputs"]["ckpt_name"] == "dreamshaper_8.safetensors"
     assert len(again["prompt"]) == 2
     assert len(served.requests) == 1
+
+
+@pytest.mark.parametrize("running", [{"allow_loopback": False}], indirect=True)
+def test_without_the_setting_a_workflow_cannot_make_the_server_fetch_from_this_machine(
+    running: tuple[ComfyRuntime, Any], remote: RemoteServer, tmp_path: Path
+) -> None:
+    """Issue #11: the same workflow as above, its model's URL on 127.0.0.1, on a server that
+    was not told to allow it: no request reaches that address, and the run fails saying why,
+    which host and which setting (and never the URL's token)."""
+    runtime, server = running
+    assert runtime.shelf is not None and runtime.shelf.downloads.settings.allowed_fetch_hosts == ()
+    src = write_model_file(tmp_path / "remote" / "dreamshaper_8.safetensors", 1 * MIB, seed=3)
+    served = remote.serve("dreamshaper_8.safetensors", src)
+    models = [
+        {
+            "name": "dreamshaper_8.safetensors",
+            "url": remote.url("dreamshaper_8.safetensors") + "?token=civitai-key-SECRET",
+            "directory": "checkpoints",
+            "hash": sha256_of(src),
+            "hash_type": "SHA256",
+        }
+    ]
+    handled = server.trigger_on_prompt(prompt_body("dreamshaper_8.safetensors", models))
+    checked = execution.validate_prompt(handled["prompt"], MAPPINGS)
+    assert checked.valid, checked.node_errors
+    run = execution.execute(handled["prompt"], MAPPINGS, checked.outputs)
+
+    assert run.error is not None
+    message = run.error["exception_message"]
+    assert "FETCH_REFUSED" in message and "loopback" in message, message
+    assert "MODEL_SHELF_ALLOWED_FETCH_HOSTS=127.0.0.1:" in message
+    assert "SECRET" not in message
+    assert served.requests == [] and core_nodes.ModelSink.received == []
+    (task,) = runtime.shelf.downloads.list()
+    assert task.origin.value == "workflow" and task.error_code == "FETCH_REFUSED"
+    assert "SECRET" not in json.dumps([d for _e, d in drain(server.messages)])
 
 
 def test_a_model_nobody_describes_fails_its_node_with_a_clear_message(
@@ -407,7 +449,7 @@ def test_two_processes_asking_for_one_missing_model_download_it_once(
     workers = [
         subprocess.Popen(
             [sys.executable, str(WORKER), str(root), str(body_path)],
-            env=quick_env(),
+            env=quick_env(**LOOPBACK_FETCHES_ENV),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

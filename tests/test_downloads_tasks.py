@@ -238,6 +238,11 @@ def test_a_password_in_a_source_url_is_never_shown():
     shown = task("url:https://user:s3cret@example.com/m.safetensors?x=1").shown_source
     assert shown == "https://example.com/m.safetensors?x=1"
     assert task("hf:org/repo/m.safetensors").shown_source == "org/repo/m.safetensors"
+    # issue #11: credentials in the query too (Civitai's ?token=, presigned S3 signatures)
+    signed = "url:https://u:pw@host.example/m.safetensors?type=Model&token=abc&X-Amz-Signature=ff"
+    assert task(signed).shown_source == (
+        "https://host.example/m.safetensors?type=Model&token=…&X-Amz-Signature=…"
+    )
 
 
 def test_userinfo_is_split_from_a_url_and_put_back_for_the_transport_alone():

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from comfy_stubs import execution
-from downloads_support import MIB, EngineThread, quick_settings, wait_until
+from downloads_support import LOOPBACK_FETCHES, MIB, EngineThread, quick_settings, wait_until
 from remote_server import RemoteServer, sha256_of, write_model_file
 
 from model_shelf.library import ImportMode, Shelf
@@ -47,7 +47,8 @@ def remote() -> Iterator[RemoteServer]:
 
 @pytest.fixture
 def library(tmp_path: Path) -> Iterator[Shelf]:
-    with Shelf.open(tmp_path / "library", quick_settings()) as shelf:
+    settings = quick_settings(allowed_fetch_hosts=LOOPBACK_FETCHES)  # the node's sources
+    with Shelf.open(tmp_path / "library", settings) as shelf:
         yield shelf
 
 

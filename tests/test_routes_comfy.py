@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from comfy_stubs import Comfy
+from comfy_stubs import Comfy, cli_args, load_stand_in
 from downloads_support import quick_settings
 from remote_server import RemoteServer, write_model_file
 from routes_support import JSON, json_of
@@ -147,5 +147,100 @@ async def test_downloads_run_in_comfys_loop_and_report_over_the_websocket(
             )
             assert done["model_name"] == "vae/m.safetensors"
             assert shelf.find("vae/m.safetensors").size == 3 << 20
+        finally:
+            await asyncio.to_thread(api.stop)
+
+
+# -- issue #11 (and #15's last item): the browser-facing checks behind ComfyUI's server -----------
+
+
+async def test_behind_comfyui_foreign_host_names_cross_site_and_form_posts_are_refused(
+    comfy: Comfy, aiohttp_client: Any
+) -> None:
+    """ComfyUI mounts our routes on its own app (no middleware of ours): the checks travel
+    with each handler, under ``/model-shelf`` and ``/api/model-shelf`` alike. The name in
+    ComfyUI's ``--listen`` is answered."""
+    args = load_stand_in("cli_args", comfy.base)
+    args.args = cli_args.parse(["--listen", "127.0.0.1,comfy-box.lan"], "0.3.64")
+    runtime = start(comfy.folder_paths, comfy.server, args)
+    try:
+        assert runtime.ready.wait(30) and runtime.shelf is not None
+        client = await comfy_app(comfy.server.PromptServer.instance, aiohttp_client)
+        for prefix in ("", "/api"):
+            models = f"{prefix}/model-shelf/models"
+            for host, status in (
+                ("evil.example:8188", 403),  # a rebinding page's own name
+                ("comfy-box.lan:8188", 200),  # --listen
+                ("localhost:8188", 200),
+                ("192.168.1.20:8188", 200),
+            ):
+                response = await client.get(models, headers={"Host": host})
+                assert response.status == status, (prefix, host, await response.text())
+                if status == 403:
+                    assert (await json_of(response))["code"] == "HOST_NOT_ALLOWED"
+            downloads = f"{prefix}/model-shelf/downloads"
+            body = b'{"source": "https://example.com/m.safetensors"}'
+            for headers, code in (
+                ({**JSON, "Origin": "http://evil.example"}, "CROSS_SITE"),
+                ({**JSON, "Origin": "null"}, "CROSS_SITE"),
+                ({"Content-Type": "text/plain", "Origin": "http://evil.example"}, "CROSS_SITE"),
+                ({"Content-Type": "text/plain"}, "UNSUPPORTED_MEDIA_TYPE"),
+                ({"Content-Type": "multipart/form-data; boundary=x"}, "UNSUPPORTED_MEDIA_TYPE"),
+                ({**JSON, "Host": "evil.example"}, "HOST_NOT_ALLOWED"),
+            ):
+                response = await client.post(downloads, data=body, headers=headers)
+                assert (await json_of(response))["code"] == code, (prefix, headers)
+            peers = await client.get(
+                f"{prefix}/model-shelf/peer/models", headers={"Host": "comfy-box.local"}
+            )
+            assert (await json_of(peers))["code"] == "PEER_REFUSED"  # exempt from Host
+        assert runtime.shelf.downloads.list() == []
+    finally:
+        await asyncio.to_thread(runtime.stop)
+
+
+async def test_the_pages_missing_models_fetch_is_held_to_public_addresses(
+    comfy: Comfy, aiohttp_client: Any, tmp_path: Path, remote: RemoteServer
+) -> None:
+    """The page sends a workflow's model URL with ``origin: workflow``: on 127.0.0.1 it is
+    refused unless allowed; the same URL added by the user (the add box) is fetched."""
+    loop = asyncio.get_running_loop()
+    prompt_server = comfy.server.PromptServer(loop)
+    with Shelf.open(tmp_path / "library", quick_settings()) as shelf:
+        api = attach(prompt_server, lambda: shelf, tmp_path / "user", ComfySettings())
+        try:
+            api.library_opened(shelf)
+            client = await comfy_app(prompt_server, aiohttp_client)
+            served = remote.serve(
+                "m.safetensors", write_model_file(tmp_path / "m.safetensors", 4096)
+            )
+
+            async def add(origin: str) -> dict[str, Any]:
+                response = await client.post(
+                    "/api/model-shelf/downloads",
+                    json={"source": remote.url("m.safetensors"), "type": "vae", "origin": origin},
+                    headers=JSON,
+                )
+                assert response.status == 201, await response.text()
+                return await json_of(response)
+
+            def ended(task_id: str, state: str) -> Any:
+                return next_message(
+                    prompt_server.messages,
+                    lambda e, d: (
+                        e == "model-shelf.task" and d["task_id"] == task_id and d["state"] == state
+                    ),
+                )
+
+            task = await add("workflow")
+            assert task["origin"] == "workflow"
+            failed = await asyncio.to_thread(ended, task["id"], "failed")
+            assert failed["error_code"] == "FETCH_REFUSED"
+            assert "MODEL_SHELF_ALLOWED_FETCH_HOSTS" in failed["message"]
+            assert served.requests == []
+            again = await add("user")
+            assert again["id"] == task["id"] and again["origin"] == "user"
+            await asyncio.to_thread(ended, task["id"], "done")
+            assert shelf.find("vae/m.safetensors").size == 4096
         finally:
             await asyncio.to_thread(api.stop)

@@ -28,6 +28,7 @@ from remote_server import write_model_file
 from routes_support import ThreadedApp
 
 from model_shelf.library import ImportMode, Shelf
+from model_shelf.library.settings import ApiSettings
 from model_shelf.server_routes import CONTEXT_KEY, route_table, standalone_app
 from model_shelf.server_routes.context import BackgroundJobs, RouteContext, provide
 
@@ -37,6 +38,8 @@ BODY_KEYS = [
     "bandwidth_limit_bytes_per_second", "hf_token", "civitai_api_key", "root",
 ]  # fmt: skip
 QUERY_KEYS = ["text", "type", "architecture", "tag", "status", "sort", "offset", "limit", "name"]
+EXAMPLES = 400
+
 NASTY = [
     "..", "../..", "../../etc/passwd", "%2e%2e%2f", "/etc/passwd", "C:\\Windows", "\x00",
     "a" * 300, "loras", "checkpoints", "x.safetensors", "sub/x.ckpt", ".shelf", "*", '"',
@@ -80,7 +83,11 @@ class FuzzServer:
             shutil.rmtree(self.library)
             shutil.copytree(self.pristine, self.library, symlinks=True)
             self._shelf = Shelf.open(self.library, quick_settings())
-            app = standalone_app(self._shelf, run_downloads=False)
+            # One request per example: a burst above the examples' count keeps the rate limit
+            # (issue #11) out of the answers, however fast or slow the machine runs them.
+            api = ApiSettings(rate_limit_burst=10 * EXAMPLES)
+            ctx = RouteContext(provide(self._shelf), api_settings=api)
+            app = standalone_app(self._shelf, run_downloads=False, ctx=ctx)
             self._jobs = app[CONTEXT_KEY].jobs
 
             async def make() -> Any:
@@ -182,7 +189,7 @@ def _send(url: str, method: str, body: bytes | None, headers: dict[str, str]) ->
 
 
 @settings(
-    max_examples=400,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,

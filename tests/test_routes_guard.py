@@ -1,32 +1,42 @@
-"""Cross-site requests and "simple" form bodies are refused by every state-changing route."""
+"""Cross-site requests and "simple" form bodies are refused by every state-changing route;
+requests for a host name the server does not answer to (DNS rebinding) by every route."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 from conftest import tree_snapshot
 from routes_support import JSON, json_of
 
 from model_shelf.library import Shelf
-from model_shelf.server_routes import CONTEXT_KEY, route_table
+from model_shelf.server_routes import CONTEXT_KEY, route_table, standalone_app
+from model_shelf.server_routes.guard import is_peer_route
 
 pytest_plugins = ["routes_fixtures"]
 
 
-def state_changing_paths(client: TestClient) -> list[tuple[str, str]]:
-    """Every non-GET route of the API, with its placeholders filled in."""
+def api_paths(client: TestClient, *, reads: bool = False) -> list[tuple[str, str]]:
+    """Every route of the API but the LAN peers' (state-changing ones only, unless ``reads``),
+    with its placeholders filled in."""
     ctx = client.app[CONTEXT_KEY]
     found = []
     for route in route_table(ctx):
-        if route.method in ("GET", "HEAD"):
+        if (route.method in ("GET", "HEAD") and not reads) or is_peer_route(route.handler):
             continue
         path = re.sub(r"\{action:[^}]*\}", "pause", route.path)
         path = re.sub(r"\{[^}]*\}", "0123456789ab", path)
         found.append((route.method, path))
     return found
+
+
+def state_changing_paths(client: TestClient) -> list[tuple[str, str]]:
+    """Every non-GET route of the API, with its placeholders filled in."""
+    return api_paths(client)
 
 
 async def test_cross_site_post_is_refused_everywhere(
@@ -144,3 +154,123 @@ async def test_errors_never_echo_secrets(client: TestClient) -> None:
     )
     assert response.status == 422
     assert "hf_SECRET" not in await response.text()
+
+
+# -- issue #11: the three browser attacks on every route, and DNS rebinding ---------------------
+
+
+@pytest.mark.parametrize(
+    "attack",
+    ["origin-null", "cross-site-text-plain", "cross-site-multipart", "same-origin-multipart"],
+)
+async def test_form_posts_and_opaque_origins_are_refused_everywhere(
+    client: TestClient, api_shelf: Shelf, tmp_path: Path, attack: str
+) -> None:
+    """What a sandboxed frame (``Origin: null``) and another site's ``<form>`` can send:
+    refused by every state-changing route (the upload route included), nothing changed."""
+    before = tree_snapshot(tmp_path)
+    for method, path in state_changing_paths(client):
+        if attack == "origin-null":
+            kwargs = {"data": b"{}", "headers": {**JSON, "Origin": "null"}}
+        elif attack == "cross-site-text-plain":
+            headers = {"Content-Type": "text/plain", "Origin": "http://evil.example"}
+            kwargs = {"data": b'{"confirm": true}', "headers": headers}
+        else:  # a real multipart body, as a form with a file input sends it
+            form = aiohttp.FormData()
+            form.add_field("confirm", "true")
+            form.add_field("file", b"x" * 64, filename="m.safetensors")
+            origin = "http://evil.example" if attack.startswith("cross") else None
+            kwargs = {"data": form, "headers": {"Origin": origin} if origin else {}}
+        response = await client.request(method, path, **kwargs)
+        expected = 415 if attack == "same-origin-multipart" else 403
+        assert response.status == expected, (attack, method, path, await response.text())
+        code = (await json_of(response))["code"]
+        assert code == ("UNSUPPORTED_MEDIA_TYPE" if expected == 415 else "CROSS_SITE")
+    assert tree_snapshot(tmp_path) == before
+    assert api_shelf.downloads.list() == []
+
+
+REBOUND = ["evil.example", "evil.example:8765", "EVIL.example.", "127.0.0.1.evil.example", "x"]
+"""``Host`` headers a rebinding page sends (its own name, resolved to 127.0.0.1 after loading)."""
+
+
+async def test_a_host_name_it_does_not_answer_to_is_refused_on_every_route(
+    client: TestClient, api_shelf: Shelf, tmp_path: Path
+) -> None:
+    before = tree_snapshot(tmp_path)
+    paths = api_paths(client, reads=True)
+    assert len([p for p in paths if p[0] == "GET"]) >= 20
+    for host in REBOUND:
+        for method, path in paths:
+            for prefix in ("", "/api"):
+                response = await client.request(
+                    method, prefix + path, data=b"{}", headers={**JSON, "Host": host}
+                )
+                assert response.status == 403, (host, method, path, await response.text())
+                error = await json_of(response)
+                assert error["code"] == "HOST_NOT_ALLOWED", error
+    assert "MODEL_SHELF_API_ALLOWED_HOSTS" in error["message"]
+    assert tree_snapshot(tmp_path) == before
+    assert api_shelf.downloads.list() == []
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost",
+        "LOCALHOST:8765",
+        "localhost.",
+        "sidebar.localhost:8765",
+        "127.0.0.1",
+        "127.1.2.3:80",
+        "[::1]:8765",
+        "192.168.1.20:8765",  # any address: a rebinding page can only send its name
+        "[fe80::1]",
+    ],
+)
+async def test_loopback_names_and_addresses_are_answered(client: TestClient, host: str) -> None:
+    response = await client.get("/model-shelf/healthz", headers={"Host": host})
+    assert response.status == 200, await response.text()
+    response = await client.put(
+        "/model-shelf/settings", json={"concurrency": 3}, headers={**JSON, "Host": host}
+    )
+    assert response.status == 200, await response.text()
+
+
+async def test_the_peer_routes_answer_any_host_name(client: TestClient) -> None:
+    """Other machines reach them by this machine's LAN name: only their own checks apply."""
+    for path in ("/model-shelf/peer/models", "/model-shelf/blobs/" + "ab" * 32):
+        response = await client.get(path, headers={"Host": "shelf-box.lan:8765"})
+        assert (await json_of(response))["code"] == "PEER_REFUSED", path
+
+
+async def test_the_listen_name_the_environment_and_the_settings_allow_names(
+    aiohttp_client: Any, api_shelf: Shelf, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODEL_SHELF_API_ALLOWED_HOSTS", "shelf.lan, Other.lan:9000")
+    client = await aiohttp_client(standalone_app(api_shelf, host="shelf-box"))
+
+    async def status(host: str) -> int:
+        response = await client.get("/model-shelf/healthz", headers={"Host": host})
+        return response.status
+
+    assert await status("shelf-box:8765") == 200  # serve --host shelf-box
+    assert await status("shelf.lan") == 200
+    assert await status("other.lan:8765") == 200  # the port is not compared
+    assert await status("team.lan") == 403
+    response = await client.put(
+        "/model-shelf/settings", json={"allowed_hosts": ["team.lan"]}, headers=JSON
+    )
+    assert response.status == 200, await response.text()
+    view = await json_of(response)
+    assert view["allowed_hosts"] == ["other.lan", "shelf-box", "shelf.lan", "team.lan"]
+    assert await status("team.lan") == 200
+    assert api_shelf.stored_settings.limits().allowed_hosts == ("team.lan",)
+    # stored in the library: a server started on it later answers to it too
+    later = await aiohttp_client(standalone_app(api_shelf))
+    response = await later.get("/model-shelf/healthz", headers={"Host": "team.lan"})
+    assert response.status == 200
+    response = await client.put(
+        "/model-shelf/settings", json={"allowed_hosts": ["bad host/"]}, headers=JSON
+    )
+    assert response.status == 422

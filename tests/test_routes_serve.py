@@ -73,3 +73,9 @@ def test_serve_answers_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         (tmp_path / "lib" / ".shelf" / "partial").iterdir()
     )
     assert os.path.isdir(tmp_path / "lib" / "loras")
+    # issue #11: what it did is in its rotated log file under the library's state folder
+    log_file = tmp_path / "lib" / ".shelf" / "logs" / "serve.log"
+    assert str(log_file) in stderr
+    logged = log_file.read_text()
+    assert f"model_shelf.cli: serving http://127.0.0.1:{port}/" in logged
+    assert "model_shelf.cli: stopped" in logged

@@ -92,3 +92,22 @@ def test_mask() -> None:
     assert mask(SecretStr("abc")) == "…"
     assert mask(SecretStr("abcdefgh")) == "…gh"
     assert mask(SecretStr(TOKEN)) == "hf_…0123"
+
+
+async def test_settings_files_are_owner_only_even_when_an_older_version_wrote_them(
+    client: TestClient, api_shelf: Shelf
+) -> None:
+    """Issue #11: settings.json names the hosts this library may reach; team.json its peers."""
+    await put(client, {"concurrency": 3, "allowed_fetch_hosts": ["mirror.lan:8080"]})
+    state = api_shelf.layout.state_dir
+    assert stat.S_IMODE((state / "settings.json").stat().st_mode) == 0o600
+    assert api_shelf.downloads.settings.allowed_fetch_hosts == ("mirror.lan:8080",)
+    for name in ("settings.json", "team.json"):
+        path = state / name
+        path.write_text("{}")
+        path.chmod(0o644)  # as versions before issue #11 left them
+    api_shelf.stored_settings.limits()
+    api_shelf.stored_settings.team()
+    assert {stat.S_IMODE((state / n).stat().st_mode) for n in ("settings.json", "team.json")} == {
+        0o600
+    }

@@ -236,7 +236,7 @@ def test_download_shows_moving_progress_pause_resume_and_the_model(
     page.wait_for_function(
         "document.querySelector('[data-testid=model-count]').textContent === '1 model'"
     )
-    assert row_names(page) == ["loras/dl-model.safetensors"]
+    wait_rows(page, ["loras/dl-model.safetensors"])  # the rows come a frame after the count
     shot(page, "07-downloaded-model-in-library")
     assert shelf.find("loras/dl-model.safetensors").size == size
 
@@ -340,6 +340,14 @@ def test_health_and_settings_views(
     assert token not in page.content()
     shot(page, "12-settings")
     assert shelf.downloads.settings.hf_token.get_secret_value() == token
+    # issue #11: the private hosts a workflow's downloads may reach
+    page.fill("input[name=allowed_fetch_hosts]", "Mirror.lan, 10.0.0.5:8080")
+    page.click("[data-testid=settings] button[type=submit]")
+    page.wait_for_function(
+        "document.querySelector('input[name=allowed_fetch_hosts]').value"
+        " === 'mirror.lan, 10.0.0.5:8080'"
+    )
+    assert shelf.downloads.settings.allowed_fetch_hosts == ("mirror.lan", "10.0.0.5:8080")
 
 
 def test_standalone_page_of_serve(page: Any, shelf: Shelf, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from downloads_support import LOOPBACK_FETCHES
 from remote_server import RemoteServer, write_model_file
 from routes_support import ThreadedApp
 from test_web_functional import add, browser, host, open_tab, shelf, shot  # noqa: F401
@@ -21,6 +22,7 @@ from web_host.host import PROMPTS
 
 from model_shelf.library import Shelf
 from model_shelf.library.autofetch import Availability, LibraryResolver, plan
+from model_shelf.library.stored_settings import StoredLimits
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -230,6 +232,8 @@ def test_top_level_models_reach_the_server_and_can_be_fetched(
     shelf: Shelf,  # noqa: F811
     tmp_path: Path,
 ) -> None:
+    # The dialog fetches as the workflow asks (issue #11): loopback only because it is allowed.
+    shelf.update_download_settings(StoredLimits(allowed_fetch_hosts=LOOPBACK_FETCHES))
     with RemoteServer() as remote:
         remote.serve(
             "described.safetensors",

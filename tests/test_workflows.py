@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from downloads_support import MIB, cli_command, quick_env, quick_settings
+from downloads_support import (
+    LOOPBACK_FETCHES,
+    LOOPBACK_FETCHES_ENV,
+    MIB,
+    cli_command,
+    quick_env,
+    quick_settings,
+)
 from remote_server import RemoteServer, sha256_of, write_model_file
 from routes_support import JSON, json_of
 
@@ -31,6 +38,9 @@ from model_shelf.library.workflows import (
 )
 
 pytest_plugins = ["routes_fixtures"]
+
+LOOPBACK = {"allowed_fetch_hosts": LOOPBACK_FETCHES}
+"""A lockfile is someone else's, like a workflow: its sources on `remote` need the setting."""
 
 REMOTE_MODELS = {  # name -> (type, size, seed)
     "base.safetensors": ("checkpoints", 3 * MIB, 1),
@@ -259,7 +269,7 @@ def test_fetch_lock_gets_the_same_files_elsewhere_once(
 ) -> None:
     lockfile = lock(ui_workflow(), library).lockfile
     sent = {name: f.bytes_sent for name, f in remote.files.items()}
-    with Shelf.open(tmp_path / "elsewhere", quick_settings()) as other:
+    with Shelf.open(tmp_path / "elsewhere", quick_settings(**LOOPBACK)) as other:
         results = other.fetch_lock(lockfile)
         states = {r.model: r.state for r in results}
         assert states == {
@@ -292,7 +302,7 @@ def test_fetch_lock_refuses_a_different_file(
             ]
         }
     )
-    with Shelf.open(tmp_path / "elsewhere", quick_settings()) as other:
+    with Shelf.open(tmp_path / "elsewhere", quick_settings(**LOOPBACK)) as other:
         (result,) = other.fetch_lock(lockfile)
         assert result.state == "failed" and "HASH_MISMATCH" in (result.message or "")
         assert other.list_models() == []
@@ -305,7 +315,11 @@ def test_fetch_lock_refuses_a_different_file(
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        cli_command(root, *args), env=quick_env(), capture_output=True, text=True, timeout=120
+        cli_command(root, *args),
+        env=quick_env(**LOOPBACK_FETCHES_ENV),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -8,13 +8,14 @@ breaker), `throttle` (bandwidth limit), `progress` (events for subscribers).
 """
 
 from .progress import ProgressBus, ProgressEvent
-from .tasks import ControlRequest, DownloadTask, TaskState, TaskStore
+from .tasks import ControlRequest, DownloadTask, TaskOrigin, TaskState, TaskStore
 
 __all__ = [
     "ControlRequest",
     "DownloadTask",
     "ProgressBus",
     "ProgressEvent",
+    "TaskOrigin",
     "TaskState",
     "TaskStore",
 ]

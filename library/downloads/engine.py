@@ -58,6 +58,7 @@ from ..records import SourceRef
 from ..settings import DownloadSettings
 from ..sources import RemoteFile, ResolvedSource, resolve_source, safe_filename
 from ..stored_settings import TaskCredentials, URLCredentials
+from .addresses import FetchGuard, Resolver, system_resolver
 from .breaker import CircuitBreaker
 from .http import (
     USER_AGENT,
@@ -73,6 +74,7 @@ from .progress import PUBLISH_INTERVAL_SECONDS, ProgressBus, SpeedMeter, snapsho
 from .tasks import (
     ControlRequest,
     DownloadTask,
+    TaskOrigin,
     TaskState,
     TaskStore,
     new_owner_id,
@@ -236,6 +238,8 @@ class DownloadEngine:
             whose sha256 is known (issue #13).
         credentials (`TaskCredentials`, *optional*): the ``user:password@`` taken out of
             tasks' source URLs (issue #15); deleted when their task is done or cancelled.
+        resolver (`Resolver`, *optional*): how host names of a workflow's downloads are
+            resolved for their address check (issue #11; tests give their own).
     """
 
     def __init__(
@@ -249,10 +253,12 @@ class DownloadEngine:
         events: ProgressBus | None = None,
         mirrors: MirrorFinder | None = None,
         credentials: TaskCredentials | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.store = store
         self.mirrors = mirrors
         self.credentials = credentials
+        self.resolver = resolver
         self.partial_dir = partial_dir
         self.quarantine_dir = quarantine_dir
         self.settings = settings
@@ -845,6 +851,7 @@ class DownloadEngine:
             stall_timeout=self.settings.stall_timeout_seconds,
             allow_insecure_http=self.settings.allow_insecure_http
             or (mirror is not None and mirror.allow_http),
+            guard=self._guard(task) if mirror is None else None,
         )
         job.body = body
         try:
@@ -879,6 +886,14 @@ class DownloadEngine:
                 f"({partial_file.offset:,} of {expected:,} bytes)",
                 url=url,
             )
+
+    def _guard(self, task: DownloadTask) -> FetchGuard | None:
+        """Where a task's own source may connect: anywhere, unless a workflow asked for it
+        (issue #11). The endpoints the user configured (Hugging Face, Civitai) stay allowed."""
+        if task.origin is not TaskOrigin.WORKFLOW:
+            return None
+        configured = [host_of(self.settings.hf_endpoint), host_of(self.settings.civitai_api_base)]
+        return FetchGuard([*self.settings.allowed_fetch_hosts, *configured], self.resolver)
 
     async def _accept(
         self,

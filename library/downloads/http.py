@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from ..errors import (
     AuthRequiredError,
@@ -56,6 +56,61 @@ def display_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return f"{parts.scheme}://{host}{parts.path}" + ("?…" if parts.query else "")
+
+
+_SECRET_PARAM = re.compile(
+    r"token|key|auth|sig|secret|pass|credential|session|cookie|jwt|bearer|code", re.IGNORECASE
+)
+"""Query parameters whose values are masked in a URL shown to people (`redact_url`):
+``?token=`` (Civitai), ``X-Amz-Signature``/``X-Amz-Credential`` (presigned S3), ``api_key``..."""
+
+
+def redact_url(text: str) -> str:
+    """``text`` (a URL, or any source form) as it may be shown and logged: a ``user:password@``
+    left out, and the value of every credential-like query parameter (`_SECRET_PARAM`) masked.
+    Unlike `display_url`, the rest of the query stays (it often names the file)."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    authority, slash, path = rest.partition("/")
+    authority = authority.rpartition("@")[2]
+    path, hash_, fragment = path.partition("#")
+    path, question, query = path.partition("?")
+    if question:
+        parts = []
+        for pair in query.split("&"):
+            name, equals, value = pair.partition("=")
+            masked = equals and value and _SECRET_PARAM.search(name)
+            parts.append(f"{name}=…" if masked else pair)
+        query = "&".join(parts)
+    return f"{scheme}://{authority}{slash}{path}{question}{query}{hash_}{fragment}"
+
+
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+
+
+def request_secrets(url: str, headers: Mapping[str, str] | None = None) -> list[str]:
+    """The credentials a request to ``url`` with ``headers`` carries (its password, the values
+    of its credential-like query parameters, its ``Authorization``...): what `scrub` removes
+    from a server's error message, which may quote the request back."""
+    found: list[str] = []
+    parts = urlsplit(url)
+    if parts.password:
+        found += [parts.password, unquote(parts.password)]
+    for name, value in parse_qsl(parts.query):
+        if value and _SECRET_PARAM.search(name):
+            found += [value, quote(value, safe="")]
+    for name, value in (headers or {}).items():
+        if name.lower() in _CREDENTIAL_HEADERS and value:
+            found += [value, value.split(" ", 1)[-1]]  # "Bearer <token>": the token alone too
+    return [s for s in found if len(s) >= 4]
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    """``text`` with every one of ``secrets`` replaced by ``…``."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "…")
+    return text
 
 
 def host_of(url: str) -> str:
@@ -142,7 +197,12 @@ def _server_message(headers: Mapping[str, str], body: str) -> str:
 
 
 def error_for_status(
-    url: str, status: int, headers: Mapping[str, str], body: str = "", request_id: str | None = None
+    url: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: str = "",
+    request_id: str | None = None,
+    secrets: list[str] | None = None,
 ) -> ShelfError:
     """The typed error for an HTTP error ``status`` from ``url``.
 
@@ -153,6 +213,8 @@ def error_for_status(
         body (`str`, *optional*): the start of the response body, quoted in the message.
         request_id (`str`, *optional*): the server's request id, for bug reports; else the one
             in ``headers`` (``X-Request-Id``, or CloudFront's ``X-Amz-Cf-Id``), if any.
+        secrets (`list[str]`, *optional*): the request's credentials (`request_secrets`): a
+            server may quote them back, and they are cut from its message.
 
     Returns:
         `AuthRequiredError` for 401/403; `RemoteError` otherwise, ``retryable`` for 408, 425,
@@ -164,6 +226,7 @@ def error_for_status(
     request_id = request_id or headers.get("X-Request-Id") or headers.get("X-Amz-Cf-Id")
     if request_id:
         detail += f" (request id {request_id})"
+    detail = scrub(detail, secrets or [])
     if status in _AUTH_STATUSES:
         return AuthRequiredError(
             f"HTTP {status} from {shown}: access denied{detail}. A gated or private model needs "
@@ -198,7 +261,11 @@ async def raise_for_response(response: aiohttp.ClientResponse) -> None:
             body = raw.decode("utf-8", "replace")
         except (aiohttp.ClientError, asyncio.TimeoutError):
             body = ""  # the status says enough; the body was a courtesy
-    raise error_for_status(str(response.url), response.status, response.headers, body)
+    sent = response.request_info
+    secrets = request_secrets(str(sent.url), sent.headers) + request_secrets(str(response.url))
+    raise error_for_status(
+        str(response.url), response.status, response.headers, body, secrets=secrets
+    )
 
 
 # Transport errors of huggingface_hub's HTTP client: requests (<1.0), httpx (1.x), httpx2 (2.x).
@@ -235,12 +302,16 @@ def error_for_exception(
     status = getattr(response, "status_code", None)
     if isinstance(status, int) and status >= 400:  # huggingface_hub's HfHubHTTPError
         headers = getattr(response, "headers", {}) or {}
+        answered = str(getattr(response, "url", url))
+        request = getattr(response, "request", None)
+        sent = getattr(request, "headers", None)
         return error_for_status(
-            str(getattr(response, "url", url)),
+            answered,
             status,
             headers,
             str(getattr(exc, "server_message", "") or ""),
             getattr(exc, "request_id", None),
+            secrets=request_secrets(answered, sent if isinstance(sent, Mapping) else None),
         )
     if isinstance(exc, (socket.gaierror, *_aiohttp("ClientConnectorDNSError"))):
         return OfflineError(f"cannot resolve {host}: no network or no such host", url=url)

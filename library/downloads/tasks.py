@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field, ValidationError
 from ..errors import StorageFullError, TaskNotFoundError, TaskStoreError
 from ..sqlite_store import SqliteStore
 from ..stored_settings import TaskCredentials, URLCredentials
+from .http import redact_url
 
 log = logging.getLogger("model_shelf.downloads")
 
@@ -71,6 +72,18 @@ class ControlRequest(str, Enum):
     CANCEL = "cancel"
 
 
+class TaskOrigin(str, Enum):
+    """Who asked for a download: it decides where the download may connect (issue #11)."""
+
+    USER = "user"
+    """The person, by hand (``add``, the sidebar's add box), or the library's own records
+    (repairs): any address."""
+    WORKFLOW = "workflow"
+    """A workflow's models metadata (auto-fetch, the missing-models dialog, the Fetch Model
+    node, a lockfile): only public addresses, or hosts the user allowed
+    (`downloads.addresses.FetchGuard`)."""
+
+
 class DownloadTask(BaseModel):
     """One file to fetch into the library, and everything needed to continue it after a crash."""
 
@@ -83,6 +96,7 @@ class DownloadTask(BaseModel):
     model_type: str | None = None
     name: str | None = None
     priority: int = 0
+    origin: TaskOrigin = TaskOrigin.USER
     state: TaskState = TaskState.QUEUED
     control: ControlRequest | None = None
     attempts: int = 0
@@ -138,8 +152,9 @@ class DownloadTask(BaseModel):
     @property
     def shown_source(self) -> str:
         """`source` as people see it: a ``user:password@`` in a URL is left out (none is
-        stored since issue #15; this keeps it so for a row another version wrote)."""
-        return split_userinfo(self.source)[0]
+        stored since issue #15; this keeps it so for a row another version wrote), and
+        credentials in its query (``?token=``) are masked (`redact_url`, issue #11)."""
+        return redact_url(self.source)
 
     @property
     def partial_name(self) -> str:
@@ -239,6 +254,11 @@ def _migration_team_byte_sources(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE tasks ADD COLUMN byte_sources TEXT NOT NULL DEFAULT '{}'")
 
 
+def _migration_task_origin(db: sqlite3.Connection) -> None:
+    """Issue #11: who asked for each task (a workflow's downloads reach public hosts only)."""
+    db.execute("ALTER TABLE tasks ADD COLUMN origin TEXT NOT NULL DEFAULT 'user'")
+
+
 def _migration_usage_log(db: sqlite3.Connection) -> None:
     """The usage log (`library.usage_log.UsageStore`) shares this file: it is not disposable
     either (per-day figures, workflows and run times exist nowhere else)."""
@@ -319,6 +339,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_team_byte_sources,
     _migration_usage_log,
     _migration_credentials_out,
+    _migration_task_origin,  # issue #11
 ]
 
 

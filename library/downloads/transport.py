@@ -8,7 +8,8 @@ read; at LAN and loopback speeds that costs more CPU than sha256 of the same byt
 is then hashed and written to disk, and no event-loop round trip is paid per chunk.
 
 `BodyStream` follows redirects itself (HTTP's rules: at most `MAX_REDIRECTS`, credentials never
-sent to another origin, every hop held to `check_secure`) and raises only typed errors.
+sent to another origin, every hop held to `check_secure`, and with a `FetchGuard` every hop
+resolved once, checked, and connected to by the address checked) and raises only typed errors.
 """
 
 from __future__ import annotations
@@ -20,14 +21,22 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from email.utils import collapse_rfc2231_value
+from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from ..errors import RemoteError, ShelfError
-from .http import check_secure, display_url, error_for_exception, error_for_status
+from .addresses import FetchGuard
+from .http import (
+    check_secure,
+    display_url,
+    error_for_exception,
+    error_for_status,
+    request_secrets,
+)
 
 MAX_REDIRECTS = 10
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -106,6 +115,8 @@ class BodyStream:
         connect_timeout (`float`): seconds to wait for a connection.
         stall_timeout (`float`): seconds a read may wait for the next byte.
         allow_insecure_http (`bool`): plain HTTP to another machine allowed by the user.
+        guard (`FetchGuard`, *optional*): where each hop may connect (downloads a workflow
+            asked for); None: anywhere.
     """
 
     def __init__(
@@ -116,8 +127,10 @@ class BodyStream:
         connect_timeout: float,
         stall_timeout: float,
         allow_insecure_http: bool,
+        guard: FetchGuard | None = None,
     ) -> None:
         self.url = url
+        self.guard = guard
         self.headers = dict(headers)
         self.connect_timeout = connect_timeout
         self.stall_timeout = stall_timeout
@@ -129,12 +142,14 @@ class BodyStream:
         self._failure: ShelfError | TransferInterrupted | None = None  # raised by the next read
         self._interrupted = threading.Event()
         self._lock = threading.Lock()  # `interrupt` (any thread) against connect/close
+        self._sent: dict[str, str] = dict(headers)
 
     def open(self) -> ResponseHead:
         """Send the request, following redirects; return the final status and headers.
 
         Raises:
             `InsecureURLError`: a hop is plain HTTP to another machine, not allowed.
+            `FetchRefusedError`: with a guard, a hop leads to an address it does not allow.
             `OfflineError`: the host could not be reached.
             `RemoteError`: the connection broke or stalled, or too many redirects.
             `TransferInterrupted`: `interrupt` was called.
@@ -145,9 +160,10 @@ class BodyStream:
             # ``https://user:token@mirror/...``: Basic auth, as browsers and aiohttp send it.
             userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             headers["Authorization"] = "Basic " + base64.b64encode(userinfo.encode()).decode()
+        self._sent = dict(headers)  # the credentials of every hop, for `raise_for_status`
         for _ in range(MAX_REDIRECTS + 1):
             check_secure(url, self.allow_insecure_http)
-            connection = self._connect(url)
+            connection = self._connect(url, self._addresses(url))
             try:
                 connection.request("GET", _request_target(url), headers=headers)
                 response = connection.getresponse()
@@ -242,14 +258,18 @@ class BodyStream:
             return ""  # the status says enough; the body was a courtesy
 
     def raise_for_status(self, head: ResponseHead) -> None:
-        """Raise the typed error for an error status (4xx, 5xx); return otherwise.
+        """Raise the typed error for an error status (4xx, 5xx); return otherwise. What the
+        server says is quoted, less any of our credentials it quotes back.
 
         Raises:
             `AuthRequiredError`, `RemoteError`: see `error_for_status`.
         """
         if head.status < 400:
             return
-        raise error_for_status(head.url, head.status, head.headers, self.error_text())
+        secrets = request_secrets(self.url, self._sent) + request_secrets(head.url)
+        raise error_for_status(
+            head.url, head.status, head.headers, self.error_text(), secrets=secrets
+        )
 
     def interrupt(self) -> None:
         """Make a blocked `open` or `readinto` return now (thread-safe). A connection still
@@ -272,7 +292,16 @@ class BodyStream:
         if connection is not None:
             connection.close()
 
-    def _connect(self, url: str) -> http.client.HTTPConnection:
+    def _addresses(self, url: str) -> list[str] | None:
+        """The guard's checked addresses for ``url`` (None without a guard: any)."""
+        if self.guard is None:
+            return None
+        try:
+            return self.guard.addresses(url)
+        except OSError as exc:  # socket.gaierror: no such host, no network
+            raise self._error(exc, url, connecting=True) from exc
+
+    def _connect(self, url: str, addresses: list[str] | None = None) -> http.client.HTTPConnection:
         parts = urlsplit(url)
         host = parts.hostname or ""
         https = parts.scheme.lower() == "https"
@@ -286,6 +315,11 @@ class BodyStream:
             )
         else:
             connection = http.client.HTTPConnection(host, port, timeout=self.connect_timeout)
+        if addresses is not None:
+            # Connect to the checked addresses, not to a second lookup of the name (which a
+            # rebinding DNS server could answer differently); ``Host`` and TLS still use the
+            # name, so certificates are checked against it as usual.
+            connection._create_connection = _pinned(addresses)  # type: ignore[attr-defined]
         try:
             connection.connect()
         except OSError as exc:
@@ -310,6 +344,23 @@ class BodyStream:
         if self._interrupted.is_set():
             return TransferInterrupted()
         return error_for_exception(exc, url, self.stall_timeout, connecting=connecting)
+
+
+def _pinned(addresses: list[str]) -> Callable[..., socket.socket]:
+    """A ``socket.create_connection`` that tries ``addresses`` in turn, whatever it is given."""
+
+    def create_connection(
+        address: tuple[str, int], timeout: float | None = None, source_address: Any = None
+    ) -> socket.socket:
+        last: OSError | None = None
+        for ip in addresses:
+            try:
+                return socket.create_connection((ip, address[1]), timeout, source_address)
+            except OSError as exc:
+                last = exc
+        raise last or OSError(f"no address to connect to for {address[0]}")
+
+    return create_connection
 
 
 __all__ = ["BodyStream", "ResponseHead", "TransferInterrupted"]

@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from ..downloads.http import redact_url
 from ..errors import InvalidSourceError, UnsafeNameError
 from ..layout import safe_name
 from ..records import SourceRef
@@ -103,9 +104,21 @@ def resolve_source(text: str, settings: DownloadSettings) -> ResolvedSource:
         `InvalidSourceError`: not a form listed above.
         `InsecureURLError`: plain HTTP off this machine, not allowed.
     """
+    text = text.strip()
+    try:
+        return _recognise(text, settings)
+    except InvalidSourceError as exc:
+        # The messages quote what was pasted: never with its password or ``?token=``.
+        shown = redact_url(text)
+        if shown != text:
+            exc.message = exc.message.replace(text, shown)
+            exc.args = (exc.message,)
+        raise
+
+
+def _recognise(text: str, settings: DownloadSettings) -> ResolvedSource:
     from . import civitai, content, huggingface, url
 
-    text = text.strip()
     if not text:
         raise InvalidSourceError("empty download source")
     if content.recognises(text):

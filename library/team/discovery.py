@@ -12,6 +12,7 @@ import logging
 import socket
 import uuid
 
+from ..downloads.addresses import is_ip_address
 from .peers import PeerDirectory
 
 log = logging.getLogger("model_shelf.team")
@@ -47,7 +48,7 @@ class Discovery:
         self.directory = directory
         self.port = port
         self.name = f"model-shelf-{uuid.uuid4().hex[:12]}.{SERVICE_TYPE}"
-        loopback = ipaddress.ip_address(host).is_loopback if _is_ip(host) else False
+        loopback = ipaddress.ip_address(host).is_loopback if is_ip_address(host) else False
         self.address = lan_address() if host in ("0.0.0.0", "::", "") else host
         self.interfaces: list[str] | None = [self.address] if loopback else None
         self._zeroconf = None
@@ -99,11 +100,3 @@ class Discovery:
                 self._zeroconf.unregister_service(self._info)
             self._zeroconf.close()
         self._browser = self._zeroconf = self._info = None
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

@@ -80,7 +80,9 @@ export function shelfClient(api) {
     // downloads
     /** A page of tasks, unfinished first: {total, offset, limit, items}. */
     downloads: (offset = 0, limit = 200) => call(`/downloads?offset=${offset}&limit=${limit}`),
-    addDownload: (source, type, name, sha256) =>
+    // origin "workflow": the source comes from a workflow, so the server fetches it only from
+    // public addresses or hosts the user allowed (the add box sends the default, "user").
+    addDownload: (source, type, name, sha256, origin) =>
       call("/downloads", {
         method: "POST",
         body: {
@@ -88,6 +90,7 @@ export function shelfClient(api) {
           ...(type ? { type } : {}),
           ...(name ? { name } : {}),
           ...(sha256 ? { sha256 } : {}),
+          ...(origin ? { origin } : {}),
         },
       }),
     taskAction: (id, action) => call(`/downloads/${enc(id)}/${enc(action)}`, { method: "POST" }),

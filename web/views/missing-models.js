@@ -69,7 +69,7 @@ export function showMissingModels(missing, env) {
     item.state.textContent = "Queued…";
     try {
       const { entry } = item;
-      const task = await env.client.addDownload(entry.url, entry.directory, entry.name, sha256Of(entry));
+      const task = await env.client.addDownload(entry.url, entry.directory, entry.name, sha256Of(entry), "workflow");
       item.taskId = task.task_id ?? task.id;
       rows.set(item.taskId, item);
       show(item, task);

@@ -54,11 +54,23 @@ export class SettingsView {
       value: view.bandwidth_limit_bytes_per_second / MIB,
       "aria-label": "Bandwidth limit (MiB/s)",
     });
-    Object.assign(this.inputs, { root, concurrency, bandwidth });
+    // Issue #11: a workflow's downloads may reach this machine or its network only on these.
+    const fetchHosts = el("input.ms-input", {
+      name: "allowed_fetch_hosts",
+      value: view.allowed_fetch_hosts.join(", "),
+      placeholder: "mirror.lan, 10.0.0.5:8080",
+      "aria-label": "Private hosts workflows may download from",
+    });
+    Object.assign(this.inputs, { root, concurrency, bandwidth, fetchHosts });
     this.form.replaceChildren(
       this.field("Library root", root, view.pending_root ? `Used after a restart (now: ${view.root})` : `From ${view.root_source}`),
       this.field("Downloads at once", concurrency),
       this.field("Bandwidth limit, MiB/s (0: none)", bandwidth),
+      this.field(
+        "Private hosts workflows may download from",
+        fetchHosts,
+        "host or host:port, comma separated; others on this machine or network are refused",
+      ),
       this.secretField("Hugging Face token", "hf_token", view.hf_token),
       this.secretField("Civitai API key", "civitai_api_key", view.civitai_api_key),
       el("div.ms-row", {}, el("button.ms-btn.ms-primary", { type: "submit" }, "Save")),
@@ -76,6 +88,8 @@ export class SettingsView {
     if (concurrency !== view.concurrency) changes.concurrency = concurrency;
     const bandwidth = Math.round(Number(inputs.bandwidth.value) * MIB);
     if (bandwidth !== view.bandwidth_limit_bytes_per_second) changes.bandwidth_limit_bytes_per_second = bandwidth;
+    const fetchHosts = inputs.fetchHosts.value.split(",").map((h) => h.trim().toLowerCase()).filter(Boolean);
+    if (fetchHosts.join(",") !== view.allowed_fetch_hosts.join(",")) changes.allowed_fetch_hosts = fetchHosts;
     for (const name of ["hf_token", "civitai_api_key"]) {
       if (!(name in extra) && inputs[name].value.trim()) changes[name] = inputs[name].value.trim();
     }
