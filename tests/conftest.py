@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import no_internet  # noqa: F401  (first: before huggingface_hub is imported)
 import numpy as np
 import pytest
 from hypothesis import settings

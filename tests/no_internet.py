@@ -1,0 +1,58 @@
+"""Nothing in a test reaches the internet (imported first by conftest).
+
+Hugging Face and Civitai default to a closed loopback port (port 9: nothing listens, a request
+fails at once); the tests of those APIs serve their own and point at it. Set before
+huggingface_hub is imported: it reads ``HF_ENDPOINT`` once, and asks the Hub for a list of
+agents on its first call. An audit hook then fails any test of this process that still looks
+up a name or opens a TCP connection off this machine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import sys
+
+CLOSED = "http://127.0.0.1:9"
+os.environ.setdefault("HF_ENDPOINT", CLOSED)
+os.environ.setdefault("MODEL_SHELF_DOWNLOAD_CIVITAI_API_BASE", CLOSED + "/api/v1")
+
+
+def _on_this_machine(host: object) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode(errors="replace")
+    if host is None or host == "" or host == "localhost" or str(host).endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(str(host).partition("%")[0])
+    except ValueError:
+        return False  # a name: looking it up asks a DNS server off this machine
+    return address.is_loopback or address.is_unspecified or address.is_multicast
+
+
+def _refuse_the_internet(event: str, args: tuple[object, ...]) -> None:
+    """An audit hook: a lookup of a name or a TCP connection to any address off this machine
+    fails in the test that tried it (an address literal is looked up without a query; a UDP
+    "connect", which sends nothing, is how discovery learns its LAN address)."""
+    if event == "socket.getaddrinfo":
+        host = args[0]
+        literal = isinstance(host, str | bytes) and _is_address(host)
+        if not literal and not _on_this_machine(host):
+            raise OSError(f"a test looked up {host!r}: tests never leave this machine")
+    elif event == "socket.connect":
+        sock, address = args[0], args[1]
+        stream = getattr(sock, "type", None) == socket.SOCK_STREAM
+        if stream and isinstance(address, tuple) and not _on_this_machine(address[0]):
+            raise OSError(f"a test connected to {address!r}: tests never leave this machine")
+
+
+def _is_address(host: str | bytes) -> bool:
+    try:
+        ipaddress.ip_address((host.decode() if isinstance(host, bytes) else host).partition("%")[0])
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return True
+
+
+sys.addaudithook(_refuse_the_internet)
