@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .errors import AmbiguousModelError, ModelNotFoundError
 from .index import IndexStore
-from .layout import LEGACY_FOLDERS, MODEL_TYPES
+from .layout import LEGACY_FOLDERS, MODEL_EXTENSIONS, MODEL_TYPES
 from .records import ModelRecord, RecordStore
 
 
@@ -32,7 +32,8 @@ class Catalog:
         return record
 
     def find(self, query: str, model_type: str | None = None) -> ModelRecord:
-        """One model by ``type/name``, name, bare filename, alias, or hash prefix (8+ hex digits).
+        """One model by ``type/name``, name, bare filename, alias, or hash prefix (8+ hex digits);
+        last, a name without its extension (``a`` or ``loras/a`` for ``loras/a.safetensors``).
 
         Raises:
             `ModelNotFoundError`: nothing matches.
@@ -58,5 +59,13 @@ class Catalog:
             found = lookup(query, model_type)
             if found:
                 return found
-        found = self.index.by_hash(query)
-        return [r for r in found if model_type is None or r.type == model_type]
+        found = [r for r in self.index.by_hash(query) if model_type is None or r.type == model_type]
+        if found:
+            return found
+        # Least specific: a name typed without its extension ("a" for loras/a.safetensors),
+        # with or without its type folder; several matches make `find` list them.
+        if rest and model_type is None and first in MODEL_TYPES:
+            found = self.index.by_stem(rest, MODEL_EXTENSIONS, first)
+            if found:
+                return found
+        return self.index.by_stem(query, MODEL_EXTENSIONS, model_type)

@@ -299,6 +299,31 @@ class IndexStore(SqliteStore):
             params.append(model_type)
         return self._records(sql + " ORDER BY type, name", tuple(params))
 
+    def by_stem(
+        self, stem: str, extensions: Iterable[str], model_type: str | None = None
+    ) -> list[ModelRecord]:
+        """Models whose name, or its last part (a bare filename), is ``stem`` plus one of
+        ``extensions`` (lowercase, with the dot): a name typed without its extension."""
+        if not stem.strip("/"):
+            return []
+        escaped = stem.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        sql = (
+            "SELECT record_json FROM models"
+            " WHERE (name LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\')"
+        )
+        params: list[object] = [f"{escaped}.%", f"%/{escaped}.%"]
+        if model_type is not None:
+            sql += " AND type = ?"
+            params.append(model_type)
+        wanted = {ext.lower() for ext in extensions}
+        found = []
+        for record in self._records(sql + " ORDER BY type, name", tuple(params)):
+            # LIKE ignores case and its % spans dots and slashes: keep stem + one extension.
+            head, _, ext = record.name.rpartition(".")
+            if f".{ext.lower()}" in wanted and (head == stem or head.endswith(f"/{stem}")):
+                found.append(record)
+        return found
+
     def by_alias(self, alias: str, model_type: str | None = None) -> list[ModelRecord]:
         sql = (
             "SELECT m.record_json FROM aliases a JOIN models m ON m.rowid = a.model_rowid"

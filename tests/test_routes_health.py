@@ -84,3 +84,27 @@ async def test_dedupe_purge_clean(
     for body in ({"apply": "yes"}, {"keep": "x"}, {"names": [1]}, {"ids": "x"}):
         response = await client.post("/model-shelf/health/dedupe", json=body, headers=JSON)
         assert response.status == 422
+
+
+async def test_names_without_extension_resolve_in_dedupe(
+    client: TestClient, add_model, api_shelf: Shelf
+) -> None:
+    """``keep`` goes through the one name resolver: a name typed without its extension (and
+    without its type folder) finds the model when unique, and lists the candidates when not."""
+    first = add_model("one.safetensors", "loras")
+    copy = api_shelf.model_path(first).with_name("two.safetensors")
+    copy.write_bytes(api_shelf.model_path(first).read_bytes())
+    add_model("two.ckpt", "vae", size=4096)
+    api_shelf.sync(full=True)
+    api_shelf.verify(["loras/two.safetensors"])
+
+    ambiguous = await post(client, "/dedupe", {"apply": True, "keep": ["two"]}, status=409)
+    assert ambiguous["code"] == "AMBIGUOUS_MODEL"
+    assert "loras/two.safetensors" in ambiguous["message"]
+    assert "vae/two.ckpt" in ambiguous["message"]
+    assert copy.exists()  # refused before any change
+
+    merged = await post(client, "/dedupe", {"apply": True, "keep": ["loras/two"]})
+    assert merged["merged"] == {"loras/two.safetensors": ["loras/one.safetensors"]}
+    missing = await post(client, "/dedupe", {"apply": True, "keep": ["thre"]}, status=404)
+    assert missing["code"] == "MODEL_NOT_FOUND"
