@@ -412,12 +412,28 @@ def _report_tasks(tasks: Sequence[Any], args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def _hint_if_nothing_downloads(shelf: Shelf, tasks: Sequence[Any]) -> None:
+    """A queued task waits for an engine: say so (on stderr) when no process runs one on this
+    library, with the commands that start the downloads."""
+    queued = [t.id for t in tasks if t.state.value == "queued"]
+    if not queued or shelf.downloads.engines_running():
+        return
+    ids = " ".join(queued[:5]) + (" ..." if len(queued) > 5 else "")
+    print(
+        f"note: nothing downloads until ComfyUI or '{cli_command()} serve' runs on this "
+        f"library; to download now: {cli_command()} resume --wait {ids}",
+        file=sys.stderr,
+    )
+
+
 def cmd_add(shelf: Shelf, args: argparse.Namespace) -> int:
     task = shelf.downloads.add(
         args.source, args.type, args.name, args.sha256, priority=args.priority
     )
     if args.no_wait or task.in_terminal_state:
-        return _report_tasks([task], args)
+        code = _report_tasks([task], args)
+        _hint_if_nothing_downloads(shelf, [task])
+        return code
     return _wait_for_tasks(shelf, [task], args)
 
 
@@ -430,6 +446,7 @@ def cmd_tasks(shelf: Shelf, args: argparse.Namespace) -> int:
     else:
         for task in tasks:
             print(_task_line(task))
+    _hint_if_nothing_downloads(shelf, tasks)
     return EXIT_OK
 
 

@@ -242,11 +242,21 @@ def _migration_usage_log(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _migration_engines(db: sqlite3.Connection) -> None:
+    """Issue #11: engines working on the whole queue, each with a lease it renews (like a
+    task's), so that a process with no engine (the CLI) can tell whether queued downloads will
+    start by themselves."""
+    db.execute(
+        "CREATE TABLE engines (owner TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID"
+    )
+
+
 # Numbered steps, N -> N+1; PRAGMA user_version says how far the file got.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_team_byte_sources,
     _migration_usage_log,
+    _migration_engines,  # issue #11
 ]
 
 
@@ -387,6 +397,31 @@ class TaskStore(SqliteStore):
             return dict(self.db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state"))
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
+
+    def engine_alive(self, owner: str, lease_seconds: float) -> None:
+        """Say that ``owner``'s engine works on the whole queue for ``lease_seconds`` more."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO engines (owner, expires_at) VALUES (?, ?)",
+                (owner, time.time() + lease_seconds),
+            )
+
+    def engine_gone(self, owner: str) -> None:
+        """``owner``'s engine has stopped."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM engines WHERE owner = ?", (owner,))
+
+    def engines_running(self) -> int:
+        """How many engines (in any process) work on the whole queue now: leases not expired,
+        and not held by a process of this host that has exited (killed before it could say
+        so)."""
+        try:
+            rows = self.db.execute(
+                "SELECT owner FROM engines WHERE expires_at > ?", (time.time(),)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return sum(1 for (owner,) in rows if not owner_is_dead(owner))
 
     def latest_for_source(self, source_key: str) -> DownloadTask | None:
         """The newest task for ``source_key``, in any state."""
