@@ -508,7 +508,7 @@ _MARK = {"ok": "ok", "info": "info", "warning": "WARNING", "error": "ERROR"}
 
 
 def cmd_doctor(shelf: Shelf, args: argparse.Namespace) -> int:
-    report = shelf.health()
+    report = shelf.health(sweep=True)  # a one-shot look: every file is stat'ed now
     if args.json:
         _emit_json(report.model_dump(mode="json"))
         return EXIT_OK if report.ok else EXIT_FAILED

@@ -1,0 +1,67 @@
+"""What the last sweep found, kept in the index so that the health report reads it instead of
+looking at every file again.
+
+A sweep (`Doctor.sweep`: ``doctor``, the watcher's catch-up at start, the report's "check files
+now") stats every recorded file and walks the folders for left-overs: seconds at 100,000 models.
+Its findings are kept with the time it ran (`SweepFigures`), and the report says that time. The
+counts that the index itself knows (corrupted, missing, pending, duplicates, disk use) never
+come from here: they are kept current by the index's writer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field, ValidationError
+
+from ..index import IndexStore
+from .report import HealthItem
+
+SWEEP_KIND = "sweep"
+
+
+class SweepFigures(BaseModel):
+    """The figures of one sweep: content changed behind the records, and left-overs."""
+
+    taken_at: datetime
+    """When the sweep started (what it found was true then)."""
+    changed_ids: list[str] = Field(default_factory=list)
+    """Models whose files' size or mtime differ from their records (content to verify)."""
+    orphans: list[HealthItem] = Field(default_factory=list)
+    """The first left-overs (`doctor.MAX_ITEMS`)."""
+    orphan_count: int = 0
+    orphan_bytes: int = 0
+
+
+def load_sweep(index: IndexStore) -> SweepFigures | None:
+    """The last sweep's figures; None if none was kept (or they cannot be read: a sweep made by
+    another version, say; the next sweep replaces them).
+
+    Raises:
+        `IndexStoreError`: the index cannot be read.
+    """
+    kept = index.load_sweep(SWEEP_KIND)
+    if kept is None:
+        return None
+    try:
+        return SweepFigures.model_validate_json(kept[1])
+    except ValidationError:
+        return None
+
+
+def save_sweep(index: IndexStore, figures: SweepFigures) -> None:
+    """Keep ``figures``, replacing the last sweep's.
+
+    Raises:
+        `IndexStoreError`: the index cannot be written.
+    """
+    index.save_sweep(SWEEP_KIND, figures.taken_at, figures.model_dump_json())
+
+
+def forget_orphans(index: IndexStore) -> None:
+    """The left-overs were just removed (``clean``): the kept figures no longer list them."""
+    figures = load_sweep(index)
+    if figures is not None and figures.orphan_count:
+        save_sweep(
+            index, figures.model_copy(update={"orphans": [], "orphan_count": 0, "orphan_bytes": 0})
+        )
