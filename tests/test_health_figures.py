@@ -11,26 +11,17 @@ import os
 import shutil
 import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
-from conftest import run_cli
+from conftest import QUICK_WATCH, flip_a_byte, run_cli
 
 from model_shelf.library import HashTiming, ImportMode, Shelf
 from model_shelf.library.cleanup_advice import archive
 from model_shelf.library.health import HealthReport
 from model_shelf.library.layout import TEMP_SUFFIX
 from model_shelf.library.records import HashState, Health, ModelRecord
-from model_shelf.library.settings import HealthSettings
 
 TIMEOUT = 30.0
-QUICK = HealthSettings(
-    debounce_seconds=0.05,
-    settle_seconds=0.3,
-    placed_grace_seconds=0.2,
-    polling_interval_seconds=0.2,
-    verify_interval_days=0,
-)
 
 
 def shown(report: HealthReport) -> dict[str, Any]:
@@ -99,12 +90,6 @@ def assert_current(shelf: Shelf) -> dict[str, Any]:
     return figures
 
 
-def flip_a_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
 def test_counts_follow_imports_removals_verify_archive_and_dedupe(shelf, make_model):
     twin = make_model(seed=1)
     shelf.import_model(twin, "loras", name="first.safetensors")
@@ -148,7 +133,7 @@ def test_counts_follow_the_watchers_events(root, make_model, tmp_path):
     with Shelf.open(root) as shelf:
         shelf.import_model(make_model(seed=1), "loras", name="kept.safetensors")
         shelf.import_model(make_model(seed=2), "loras", name="deleted.safetensors")
-        shelf.start_watching(QUICK)
+        shelf.start_watching(QUICK_WATCH)
         try:
             watcher, hasher = shelf.watcher, shelf.hasher
             assert watcher is not None and hasher is not None
