@@ -21,6 +21,7 @@ from typing import Any
 
 from .library import HashTiming, ImportMode, ModelRecord, Shelf, ShelfError
 from .library.command import cli_command
+from .library.downloads import TaskState
 from .library.layout import MODEL_TYPES
 from .library.metadata import Licence
 from .library.settings import ROOT_ENV, resolve_root
@@ -415,13 +416,13 @@ def _report_tasks(tasks: Sequence[Any], args: argparse.Namespace) -> int:
 def _hint_if_nothing_downloads(shelf: Shelf, tasks: Sequence[Any]) -> None:
     """A queued task waits for an engine: say so (on stderr) when no process runs one on this
     library, with the commands that start the downloads."""
-    queued = [t.id for t in tasks if t.state.value == "queued"]
-    if not queued or shelf.downloads.engines_running():
+    waiting = [t.id for t in tasks if t.waits_for_engine]
+    if not waiting or shelf.downloads.engines_running():
         return
-    ids = " ".join(queued[:5]) + (" ..." if len(queued) > 5 else "")
+    which = waiting[0] if len(waiting) == 1 else "--all"
     print(
         f"note: nothing downloads until ComfyUI or '{cli_command()} serve' runs on this "
-        f"library; to download now: {cli_command()} resume --wait {ids}",
+        f"library; to download now: {cli_command()} resume --wait {which}",
         file=sys.stderr,
     )
 
@@ -455,6 +456,12 @@ def _control(action: str) -> Callable[[Shelf, argparse.Namespace], int]:
         service = shelf.downloads
         if args.all:
             tasks = getattr(service, f"{action}_all")()
+            if action == "resume" and getattr(args, "wait", False):
+                # Waiting for all: the queued and running ones too (taken over from a process
+                # that is gone; watched when another one runs them).
+                named = {t.id for t in tasks}
+                unfinished = [TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING]
+                tasks += [t for t in service.list(unfinished) if t.id not in named]
         elif not args.ids:
             raise SystemExit(f"{action}: name task ids, or --all")
         else:
@@ -499,7 +506,11 @@ def add_download_commands(command: Callable[..., argparse.ArgumentParser]) -> No
         p.add_argument("ids", nargs="*", metavar="ID")
         p.add_argument("--all", action="store_true", help="every task it applies to")
         if action == "resume":
-            p.add_argument("--wait", action="store_true", help="download now, in the foreground")
+            p.add_argument(
+                "--wait",
+                action="store_true",
+                help="download now, in the foreground (with --all: every unfinished download)",
+            )
 
 
 # -- health (issue #5) ---------------------------------------------------------

@@ -109,19 +109,16 @@ def test_queued_downloads_say_what_starts_them(root, server, tmp_path):
         "big.safetensors", write_model_file(tmp_path / "big.safetensors", 8 * MIB), hold_at_byte=MIB
     )
     server.serve("m.safetensors", write_model_file(tmp_path / "m.safetensors", MIB))
-    first = json.loads(
-        cli(
-            root, "add", server.url("big.safetensors"), "--type", "loras", "--no-wait", "--json"
-        ).stdout
-    )
+    hint = "note: nothing downloads until ComfyUI or "
+    first = cli(root, "add", server.url("big.safetensors"), "--type", "loras", "--no-wait")
+    assert first.returncode == 0, first.stderr
+    assert hint in first.stderr and " serve' runs on this library" in first.stderr
+    assert f"resume --wait {first.stdout.split()[0]}" in first.stderr  # the one task
     queued = cli(root, "add", server.url("m.safetensors"), "--type", "vae", "--no-wait")
     assert queued.returncode == 0, queued.stderr
-    second = queued.stdout.split()[0]
-    hint = "note: nothing downloads until ComfyUI or "
-    assert hint in queued.stderr and " serve' runs on this library" in queued.stderr
-    assert f"resume --wait {second}" in queued.stderr
+    assert f"resume --wait {queued.stdout.split()[0]}" in queued.stderr  # add: its own task
     listed = cli(root, "tasks")
-    assert hint in listed.stderr and f"{first['id']} {second}" in listed.stderr
+    assert hint in listed.stderr and "resume --wait --all" in listed.stderr
 
     serving = subprocess.Popen(
         cli_command(root, "serve", "--port", "0", "--no-watch"),
@@ -141,3 +138,9 @@ def test_queued_downloads_say_what_starts_them(root, server, tmp_path):
         serving.communicate(timeout=60)
         held.behaviour.release.set()
     assert hint in cli(root, "tasks").stderr
+    held.behaviour.hold_at_byte = None
+    done = cli(root, "resume", "--all", "--wait")  # what the note says: every queued task
+    assert done.returncode == 0, done.stderr
+    states = [t["state"] for t in json.loads(cli(root, "tasks", "--json").stdout)]
+    assert states == ["done", "done"]  # the second add of m found the queued task
+    assert hint not in cli(root, "tasks").stderr

@@ -123,6 +123,17 @@ class DownloadTask(BaseModel):
         return self.state in (TaskState.DOWNLOADING, TaskState.VERIFYING)
 
     @property
+    def waits_for_engine(self) -> bool:
+        """Only an engine that claims it moves it on: queued, or left running by a process
+        that is gone (its lease lapsed, or its owner on this host has exited)."""
+        if self.state is TaskState.QUEUED:
+            return True
+        if not self.running:
+            return False
+        lapsed = self.lease_expires_at is None or self.lease_expires_at < time.time()
+        return lapsed or self.lease_owner is None or owner_is_dead(self.lease_owner)
+
+    @property
     def bytes_saved(self) -> int:
         """Bytes that came from a LAN peer or a team store instead of the internet."""
         return sum(n for kind, n in self.byte_sources.items() if kind != "internet")
