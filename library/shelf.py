@@ -51,7 +51,7 @@ from .health import (
 )
 from .health.disk import disk_report
 from .health.report import DiskReport
-from .health.sweeps import forget_orphans
+from .health.sweeps import forget_orphans, note_sync
 from .imports import HashTiming, ImportBatch, Importer, ImportMode, UnitHashes, find_unit
 from .index import IndexStore, SortOrder
 from .installer import DownloadService, LibraryInstaller, quarantine_dir
@@ -300,6 +300,7 @@ class Shelf:
         """Stat-only reconcile of index and folders (see `Reconciler`); ``full`` looks inside
         every folder, not only those whose mtime moved."""
         self.last_sync = self.reconciler.sync(full)
+        note_sync(self.index, self.last_sync)  # what it saw, into the health report's figures
         return self.last_sync
 
     def rebuild_index(self) -> int:

@@ -218,7 +218,7 @@ def test_sweep_figures_are_kept_dated_and_read_by_every_process(root, make_model
         path = shelf.model_path(record)
         later = path.stat().st_mtime_ns + 5_000_000_000
         os.utime(path, ns=(later, later))  # content touched in place: only a sweep sees it
-        leftover = shelf.root / "loras" / f".m.safetensors~otherhost~1~abcd{TEMP_SUFFIX}"
+        leftover = shelf.layout.partial_dir / "0123456789ab.part"  # no task owns it
         leftover.write_bytes(b"x" * 30)
         two_days_ago = time.time() - 2 * 24 * 3600
         os.utime(leftover, (two_days_ago, two_days_ago))
@@ -240,6 +240,29 @@ def test_sweep_figures_are_kept_dated_and_read_by_every_process(root, make_model
         assert other.health().changed.count == 0  # verified since the sweep
         other.clean()
         assert other.health().orphans.count == 0 and not leftover.exists()
+
+
+def test_the_start_up_sync_adds_what_it_sees_to_the_kept_figures(root, make_model):
+    """Opening the library looks inside the folders that changed: content changed there joins
+    the kept figures, and a left-over it removes leaves them; the sweep's time stays."""
+    with Shelf.open(root) as shelf:
+        record = shelf.import_model(make_model(seed=1), "loras", name="m.safetensors")
+        leftover = shelf.root / "loras" / f".x.safetensors~otherhost~1~abcd{TEMP_SUFFIX}"
+        leftover.write_bytes(b"x" * 30)
+        two_days_ago = time.time() - 2 * 24 * 3600
+        os.utime(leftover, (two_days_ago, two_days_ago))
+        swept = shelf.health(sweep=True)
+        assert (swept.changed.count, swept.orphans.count) == (0, 1)
+        path = shelf.model_path(record)
+    later = path.stat().st_mtime_ns + 5_000_000_000
+    os.utime(path, ns=(later, later))
+
+    with Shelf.open(root) as shelf:  # its sync looks inside loras/ (changed since)
+        assert not leftover.exists()
+        report = shelf.health()
+        assert report.swept_at == swept.swept_at
+        assert [i.name for i in report.changed.items] == ["loras/m.safetensors"]
+        assert report.orphans.count == 0 and report.orphans.items == []
 
 
 def test_doctor_sweeps_and_says_when(root, make_model):

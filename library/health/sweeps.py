@@ -1,9 +1,10 @@
 """What the last sweep found, kept in the index so that the health report reads it instead of
 looking at every file again.
 
-A sweep (`Doctor.sweep`: ``doctor``, the watcher's catch-up at start, the report's "check files
-now") stats every recorded file and walks the folders for left-overs: seconds at 100,000 models.
-Its findings are kept with the time it ran (`SweepFigures`), and the report says that time. The
+A sweep (`Doctor.sweep`: ``doctor``, the watcher's catch-up at start, the sidebar's "Check
+files") stats every recorded file and walks the folders for left-overs: seconds at 100,000
+models. Its findings are kept with the time it ran (`SweepFigures`), and the report says that
+time; a start-up sync adds what it found in the folders it looked at (`note_sync`). The
 counts that the index itself knows (corrupted, missing, pending, duplicates, disk use) never
 come from here: they are kept current by the index's writer.
 """
@@ -15,6 +16,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field, ValidationError
 
 from ..index import IndexStore
+from ..sync import SyncReport
 from .report import HealthItem
 
 SWEEP_KIND = "sweep"
@@ -65,3 +67,27 @@ def forget_orphans(index: IndexStore) -> None:
         save_sweep(
             index, figures.model_copy(update={"orphans": [], "orphan_count": 0, "orphan_bytes": 0})
         )
+
+
+def note_sync(index: IndexStore, report: SyncReport) -> None:
+    """Bring the kept figures in line with what a start-up sync found in the folders it looked
+    at: content changed there is added, temporaries it removed are no longer left-overs. The
+    sweep's time stays (the rest is as of then); without kept figures nothing is kept (the
+    left-overs elsewhere were not looked for)."""
+    figures = load_sweep(index)
+    if figures is None or not (report.changed_ids or report.temps_removed):
+        return
+    removed = set(report.temps_removed)
+    gone = [o for o in figures.orphans if o.name in removed]
+    changed = list(dict.fromkeys([*figures.changed_ids, *report.changed_ids]))
+    save_sweep(
+        index,
+        figures.model_copy(
+            update={
+                "changed_ids": changed,
+                "orphans": [o for o in figures.orphans if o.name not in removed],
+                "orphan_count": max(0, figures.orphan_count - len(gone)),
+                "orphan_bytes": max(0, figures.orphan_bytes - sum(o.size or 0 for o in gone)),
+            }
+        ),
+    )
