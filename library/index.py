@@ -855,6 +855,15 @@ class IndexStore(SqliteStore):
                 (kind, taken_at.isoformat(), body),
             )
 
+    def change_sweep(self, kind: str, change: Callable[[str], str | None]) -> None:
+        """Replace the kept ``body`` of ``kind`` with ``change(body)`` (None: leave it), in one
+        transaction: two processes changing it at once each see the other's change."""
+        with self._transaction() as db:
+            row = db.execute("SELECT body FROM health_sweeps WHERE kind = ?", (kind,)).fetchone()
+            body = change(row[0]) if row is not None else None
+            if body is not None:
+                db.execute("UPDATE health_sweeps SET body = ? WHERE kind = ?", (body, kind))
+
     def load_sweep(self, kind: str) -> tuple[datetime, str] | None:
         """``(taken_at, body)`` of the last sweep of ``kind``; None if none was kept.
 

@@ -11,6 +11,7 @@ come from here: they are kept current by the index's writer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from pydantic import BaseModel, Field, ValidationError
@@ -60,13 +61,30 @@ def save_sweep(index: IndexStore, figures: SweepFigures) -> None:
     index.save_sweep(SWEEP_KIND, figures.taken_at, figures.model_dump_json())
 
 
+def _change(index: IndexStore, change: Callable[[SweepFigures], SweepFigures | None]) -> None:
+    """Apply ``change`` to the kept figures, if any, in one transaction (None: no change)."""
+
+    def on_body(body: str) -> str | None:
+        try:
+            figures = SweepFigures.model_validate_json(body)
+        except ValidationError:
+            return None  # unreadable: the next sweep replaces it
+        changed = change(figures)
+        return changed.model_dump_json() if changed is not None else None
+
+    index.change_sweep(SWEEP_KIND, on_body)
+
+
 def forget_orphans(index: IndexStore) -> None:
     """The left-overs were just removed (``clean``): the kept figures no longer list them."""
-    figures = load_sweep(index)
-    if figures is not None and figures.orphan_count:
-        save_sweep(
-            index, figures.model_copy(update={"orphans": [], "orphan_count": 0, "orphan_bytes": 0})
-        )
+    _change(
+        index,
+        lambda f: (
+            f.model_copy(update={"orphans": [], "orphan_count": 0, "orphan_bytes": 0})
+            if f.orphan_count
+            else None
+        ),
+    )
 
 
 def note_sync(index: IndexStore, report: SyncReport) -> None:
@@ -74,20 +92,19 @@ def note_sync(index: IndexStore, report: SyncReport) -> None:
     at: content changed there is added, temporaries it removed are no longer left-overs. The
     sweep's time stays (the rest is as of then); without kept figures nothing is kept (the
     left-overs elsewhere were not looked for)."""
-    figures = load_sweep(index)
-    if figures is None or not (report.changed_ids or report.temps_removed):
+    if not (report.changed_ids or report.temps_removed):
         return
     removed = set(report.temps_removed)
-    gone = [o for o in figures.orphans if o.name in removed]
-    changed = list(dict.fromkeys([*figures.changed_ids, *report.changed_ids]))
-    save_sweep(
-        index,
-        figures.model_copy(
+
+    def change(figures: SweepFigures) -> SweepFigures:
+        gone = [o for o in figures.orphans if o.name in removed]
+        return figures.model_copy(
             update={
-                "changed_ids": changed,
+                "changed_ids": list(dict.fromkeys([*figures.changed_ids, *report.changed_ids])),
                 "orphans": [o for o in figures.orphans if o.name not in removed],
                 "orphan_count": max(0, figures.orphan_count - len(gone)),
                 "orphan_bytes": max(0, figures.orphan_bytes - sum(o.size or 0 for o in gone)),
             }
-        ),
-    )
+        )
+
+    _change(index, change)
