@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from .errors import AmbiguousModelError, ModelNotFoundError
 from .index import IndexStore
 from .layout import LEGACY_FOLDERS, MODEL_EXTENSIONS, MODEL_TYPES
@@ -14,6 +16,10 @@ class Catalog:
     def __init__(self, records: RecordStore, index: IndexStore) -> None:
         self.records = records
         self.index = index
+        self.lock = threading.RLock()
+        """Held by a change made from what was read a moment before (the watcher marking a
+        ghost) and by a removal it must not undo (a repair setting the model aside), so that
+        in this process one never saves a record the other has just removed."""
 
     def save(self, record: ModelRecord) -> ModelRecord:
         """Write the sidecar (the truth), then refresh the index row from it."""
