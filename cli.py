@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .library import HashTiming, ImportMode, ModelRecord, Shelf, ShelfError
-from .library.command import cli_command
+from .library.comfy_settings import COMFY_USER_DIRNAME, load_comfy_settings
+from .library.command import cli_command, enclosing_comfy
 from .library.downloads import TaskState
 from .library.layout import MODEL_TYPES
 from .library.metadata import Licence
@@ -1131,13 +1132,38 @@ def add_usage_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
 # -- parser -------------------------------------------------------------------
 
 
+def library_root(explicit: str | None) -> Path:
+    """The root a command works on: ``--root``; else, run from a ComfyUI's ``custom_nodes``,
+    the root that ComfyUI uses (its settings file, ``$MODEL_SHELF_ROOT``, ``<ComfyUI>/model-shelf``:
+    `comfy_settings`); else ``$MODEL_SHELF_ROOT`` or a per-user folder.
+
+    Raises:
+        `SettingsError`: that ComfyUI's settings file is invalid (we refuse to guess a root).
+    """
+    comfy = enclosing_comfy()
+    if explicit or comfy is None:
+        return resolve_root(explicit)
+    settings = load_comfy_settings(comfy / COMFY_USER_DIRNAME)
+    return resolve_root(settings.root, comfy_base=comfy)
+
+
+def _root_rule() -> str:
+    rule = "--root, else $" + ROOT_ENV + ", else a per-user folder"
+    if enclosing_comfy() is not None:
+        rule = "--root, else the root of the ComfyUI this folder belongs to"
+    try:
+        return f"{rule}; here: {library_root(None)}"
+    except ShelfError as exc:  # an invalid settings file: say so, the command itself refuses
+        return f"{rule}; here: unknown ({exc.message})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=cli_command(),
         description="Model Shelf: one verified model library for every ComfyUI install.",
-        epilog=f"Library root: --root, else ${ROOT_ENV}, else {resolve_root(None)}",
+        epilog=f"Library root: {_root_rule()}",
     )
-    parser.add_argument("--root", help=f"library root (default: ${ROOT_ENV} or a per-user folder)")
+    parser.add_argument("--root", help="library root (default: see below)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
@@ -1202,7 +1228,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with Shelf.open(resolve_root(args.root)) as shelf:
+        with Shelf.open(library_root(args.root)) as shelf:
             return args.handler(shelf, args)
     except ShelfError as exc:
         if getattr(args, "json", False):

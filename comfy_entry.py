@@ -3,11 +3,14 @@
 `start` runs on ComfyUI's thread while it imports node packs, so it does only what is cheap and
 cannot hang: read this install's settings, pick the library root, and install the
 ``folder_paths`` wrappers (pass-through until the library is open; installing them here, on
-ComfyUI's thread, means no race with another pack wrapping the same functions). Everything that
-touches the library root, which may be a slow or missing network share, runs on a background
-thread: wait for the root, open the library (its start-up sync), register the type folders,
-then start the watcher (it keeps the index and ComfyUI's listings current) and the usage
-recorder.
+ComfyUI's thread, means no race with another pack wrapping the same functions), and register the
+library's type folders with ComfyUI (strings only, no disk access): ComfyUI 0.33 starts its core
+asset scan right after node packs are imported, and that scan only walks the folders registered
+by then (see `comfy_assets`). Everything that touches the library root, which may be a slow or
+missing network share, runs on a background thread: wait for the root, open the library (its
+start-up sync), hand the type folders to the bridge, then start the watcher (it keeps the index
+and ComfyUI's listings current) and the usage recorder. Folders registered only later (a root
+that appears after the start) are announced to core's asset database over its HTTP API.
 
 Also registered here, on ComfyUI's objects and nowhere else: the HTTP API and its events to the
 page (one `EventHub`, whose sink is ``send_sync``), the auto-fetch on-prompt handler, and the
@@ -27,8 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from .comfy_assets import CoreAssets, assets_enabled
 from .library import Shelf, ShelfError
-from .library.comfy_paths import FolderPathsBridge, Hooks, install_hooks
+from .library.comfy_paths import (
+    FolderPathsBridge,
+    Hooks,
+    install_hooks,
+    library_folders,
+    register_folders,
+    withdraw_folders,
+)
 from .library.comfy_runs import RunHook, install_run_hooks
 from .library.comfy_settings import ComfySettings, load_comfy_settings
 from .library.settings import resolve_root
@@ -63,6 +74,11 @@ class ComfyRuntime:
     """The HTTP API and the sidebar's events (issue #6); mounted by `start`."""
     runs: RunHook | None = None
     """Our wrappers on ComfyUI's prompt queue (issue #14): each finished run is counted."""
+    early_folders: dict[str, str] = field(default_factory=dict)
+    """Type folders registered by `start`, before the library opened; the bridge takes them over
+    (issue #16: core's asset scan starts before the library is open)."""
+    assets: CoreAssets | None = None
+    """ComfyUI core's asset database, when it runs (``--enable-assets``; issue #16)."""
     ready: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -93,6 +109,9 @@ class ComfyRuntime:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self.assets is not None:
+            self.assets.stop(timeout)
+        self._withdraw_early_folders()
         if self.shelf is not None:
             self.shelf.stop_watching(timeout)  # before the bridge goes: it is a listener
         if self.runs is not None and self.runs.listener is self.usage:
@@ -119,7 +138,15 @@ class ComfyRuntime:
         except Exception:  # thread top level: ComfyUI goes on without the library
             log.exception("Model Shelf: opening the library at %s failed", self.root)
         finally:
+            if self.bridge is None:  # no library: its folders are not ComfyUI's to list
+                self._withdraw_early_folders()
             self.ready.set()
+
+    def _withdraw_early_folders(self) -> None:
+        """Remove the folders `start` registered, unless the bridge has taken them over."""
+        if self.early_folders:
+            withdraw_folders(self.folder_paths, self.early_folders)
+            self.early_folders = {}
 
     def _wait_for_root(self) -> bool:
         """Wait until the root (or the folder it is to be created in) exists; False if stopped.
@@ -136,6 +163,9 @@ class ComfyRuntime:
                 log.warning(
                     "Model Shelf: library root %s is not reachable; waiting for it", self.root
                 )
+                # Listed folders of a missing drive would only be empty; the bridge registers
+                # them when the root comes, and core's asset database is asked to scan then.
+                self._withdraw_early_folders()
             self._stop.wait(ROOT_RETRY_SECONDS)
         return False
 
@@ -144,7 +174,16 @@ class ComfyRuntime:
         self.shelf = shelf
         workflows = Path(self.folder_paths.get_user_directory()) / "default" / "workflows"
         usage = UsageRecorder(shelf, workflow_names=SavedWorkflowNames(workflows))
-        bridge = FolderPathsBridge(shelf, self.folder_paths, self.settings, usage)
+        bridge = FolderPathsBridge(
+            shelf,
+            self.folder_paths,
+            self.settings,
+            usage,
+            registered=self.early_folders,
+            # Folders ComfyUI gets only now were not in core's start-up asset scan.
+            on_register=self.assets.request_seed if self.assets is not None else None,
+        )
+        self.early_folders = {}  # the bridge's now, to withdraw
         bridge.install()
         self.usage, self.bridge = usage, bridge
         if self._stop.is_set():
@@ -167,7 +206,11 @@ class ComfyRuntime:
         )
 
 
-def start(folder_paths: ModuleType | None = None, server: ModuleType | None = None) -> ComfyRuntime:
+def start(
+    folder_paths: ModuleType | None = None,
+    server: ModuleType | None = None,
+    cli_args: ModuleType | None = None,
+) -> ComfyRuntime:
     """Start Model Shelf in this ComfyUI process; returns at once, the library opens behind.
 
     Args:
@@ -176,6 +219,8 @@ def start(folder_paths: ModuleType | None = None, server: ModuleType | None = No
         server (`ModuleType`, *optional*): ComfyUI's ``server``, whose ``PromptServer``
             gets the API, the page events and the auto-fetch handler (default: the loaded
             module).
+        cli_args (`ModuleType`, *optional*): ComfyUI's ``comfy.cli_args`` (default: the loaded
+            module), which says whether core's asset database runs (``--enable-assets``).
 
     Returns:
         `ComfyRuntime`: what is running; stopped automatically at interpreter exit.
@@ -185,6 +230,7 @@ def start(folder_paths: ModuleType | None = None, server: ModuleType | None = No
     """
     folder_paths = folder_paths or sys.modules["folder_paths"]
     server = server or sys.modules.get("server")
+    cli_args = cli_args or sys.modules.get("comfy.cli_args")
     settings = load_comfy_settings(Path(folder_paths.get_user_directory()))
     root = resolve_root(settings.root, comfy_base=Path(folder_paths.base_path))
     hooks = install_hooks(folder_paths)
@@ -202,6 +248,13 @@ def start(folder_paths: ModuleType | None = None, server: ModuleType | None = No
     add_handler = getattr(prompt_server, "add_on_prompt_handler", None)
     if add_handler is not None:
         add_handler(AutoFetchHandler(runtime.node_context))
+    if prompt_server is not None and assets_enabled(cli_args):  # issue #16
+        runtime.assets = CoreAssets(prompt_server, cli_args)
+    # Issue #16: registered now, while ComfyUI imports node packs, so core's start-up asset scan
+    # (which follows the import) walks the library; last, so nothing after it can fail.
+    runtime.early_folders = register_folders(
+        folder_paths, library_folders(root, folder_paths, settings)
+    )
     runtime.launch()
     atexit.register(runtime.stop)
     return runtime

@@ -15,6 +15,12 @@ as an argument (``library/`` never imports ComfyUI) and:
 - counts each resolved library model (`UsageRecorder`, off the hot path);
 - withdraws its folders when the library root disappears and puts them back when it returns.
 
+The folders can be registered before the library is open (`register_folders`, on ComfyUI's
+thread while it imports node packs; only strings, no disk access): ComfyUI 0.33's core asset
+scan starts right after the node packs are imported, and only walks folders registered by then
+(its start-up prune also marks what it knew outside them missing, and with hashing on, a missing
+file is only recovered by hashing it again). The bridge then takes those folders over.
+
 Speed (see ``bench/bench_resolution.py``): over ComfyUI's own, unwrapped functions two answers
 are computed without them, with the same result: a recorded library name is found by checking
 the folders ahead of ours exactly as ComfyUI would (saving its name normalisation and a second
@@ -36,7 +42,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -345,17 +351,31 @@ class FolderPathsBridge:
         folder_paths: ModuleType,
         settings: ComfySettings,
         usage: UsageRecorder | None = None,
+        *,
+        registered: Mapping[str, str] | None = None,
+        on_register: Callable[[], None] | None = None,
     ) -> None:
+        """
+        Args:
+            registered (`Mapping[str, str]`, *optional*): the folders `register_folders` already
+                added for this library (type -> folder); they are ours to withdraw.
+            on_register (`Callable[[], None]`, *optional*): called (outside the bridge's lock)
+                each time the bridge adds folders ComfyUI did not list yet: the library root
+                came (back) after ComfyUI started, so what scanned ComfyUI's folders at start
+                (its core asset scan) has not seen them.
+        """
         self.shelf = shelf
         self.folder_paths = folder_paths
         self.settings = settings
         self.usage = usage
+        self.on_register = on_register
         self._lock = threading.Lock()
         self._available = False
-        self._types = self._visible_types()
-        self._dirs = {t: os.path.join(str(shelf.root), t) for t in self._types}
+        self._dirs = library_folders(shelf.root, folder_paths, settings)
+        self._types = tuple(self._dirs)
         self._root_prefix = os.path.normcase(os.path.abspath(shelf.root)) + os.sep
-        self._added: dict[str, str] = {}  # type -> folder string we added (ours to withdraw)
+        # type -> folder string we added (ours to withdraw)
+        self._added: dict[str, str] = dict(registered or {})
         self._own: dict[str, frozenset[str]] = {}  # type -> our folder strings, as listed
         self._prefixes: dict[str, tuple[str, ...]] = {}  # type -> the same, ending in os.sep
         self._lookup: dict[str, TypeNames] = {}
@@ -374,12 +394,6 @@ class FolderPathsBridge:
         """True while the library's folders are registered with ComfyUI."""
         return self._available
 
-    def _visible_types(self) -> tuple[str, ...]:
-        known = self.folder_paths.folder_names_and_paths
-        # A type this ComfyUI does not know (an older version) would be created with no
-        # extension filter and list every file, records included: leave it out.
-        return tuple(t for t in MODEL_TYPES if t in known and t not in self.settings.hide_types)
-
     # -- lifecycle -------------------------------------------------------------
 
     def install(self) -> None:
@@ -390,7 +404,9 @@ class FolderPathsBridge:
         """
         self._hooks = install_hooks(self.folder_paths)
         self._hooks.attach(self)
-        self.check_root()
+        if not self.check_root():
+            with self._lock:  # folders registered before the library opened, if any, go too
+                self._withdraw()
         self.refresh()
 
     def close(self) -> None:
@@ -422,11 +438,12 @@ class FolderPathsBridge:
         Returns:
             `bool`: ``available``.
         """
+        added = False
         with self._lock:
             if available == self._available:
                 return available
             if available:
-                self._register()
+                added = self._register()
                 log.info(
                     "Model Shelf: library root %s is available; its models are listed",
                     self.shelf.root,
@@ -440,23 +457,26 @@ class FolderPathsBridge:
                 )
             self._available = available
         self._invalidate(self._types)
+        if added and self.on_register is not None:
+            self.on_register()
         return available
 
-    def _register(self) -> None:
+    def _register(self) -> bool:
+        """Register our folders; True if ComfyUI did not list one of them yet."""
         table = self.folder_paths.folder_names_and_paths
-        own: dict[str, frozenset[str]] = {}
-        for model_type, folder in self._dirs.items():
-            paths = table[model_type][0]
-            # The same folder listed by extra_model_paths.yaml counts as ours (for usage and
-            # fast lookups) but stays the user's: it is not added twice, nor withdrawn.
-            same = [p for p in paths if _same_folder(p, folder)]
-            if not same:
-                self.folder_paths.add_model_folder_path(model_type, folder, is_default=False)
-                self._added[model_type] = folder
-                same = [folder]
-            own[model_type] = frozenset(same)
-        self._own = own
-        self._prefixes = {t: tuple(p.rstrip("/\\") + os.sep for p in f) for t, f in own.items()}
+        # The same folder listed by extra_model_paths.yaml counts as ours (for usage and fast
+        # lookups) but stays the user's: it is not added twice, nor withdrawn. Folders that
+        # `register_folders` added before the library opened are already in `_added`.
+        added = register_folders(self.folder_paths, self._dirs)
+        self._added.update(added)
+        self._own = {
+            t: frozenset(p for p in table[t][0] if _same_folder(p, folder))
+            for t, folder in self._dirs.items()
+        }
+        self._prefixes = {
+            t: tuple(p.rstrip("/\\") + os.sep for p in f) for t, f in self._own.items()
+        }
+        return bool(added)
 
     def _own_folder(self, model_type: str, folder: str) -> bool:
         return folder in self._own.get(model_type, ())
@@ -464,11 +484,7 @@ class FolderPathsBridge:
     def _withdraw(self) -> None:
         # New (empty) tables first: ComfyUI threads reading them never see half a change.
         self._own, self._prefixes = {}, {}
-        table = self.folder_paths.folder_names_and_paths
-        for model_type, folder in self._added.items():
-            paths = table.get(model_type, ([], set()))[0]
-            if folder in paths:
-                paths.remove(folder)
+        withdraw_folders(self.folder_paths, self._added)
         self._added.clear()
 
     # -- keeping ComfyUI's view fresh --------------------------------------------
@@ -703,6 +719,53 @@ class FolderPathsBridge:
             log.exception("Model Shelf: internal error in %s; ComfyUI's answer was used", where)
 
 
+def library_folders(
+    root: str | os.PathLike[str], folder_paths: ModuleType, settings: ComfySettings
+) -> dict[str, str]:
+    """The type folders of the library at ``root`` that this ComfyUI lists (type -> folder).
+
+    Pure string work, no disk access: safe on ComfyUI's thread even when the root is a slow or
+    missing network share. A type this ComfyUI does not know (an older version) would be created
+    with no extension filter and list every file, records included: it is left out, as are the
+    types this install hides.
+    """
+    known = folder_paths.folder_names_and_paths
+    return {
+        t: os.path.join(str(root), t)
+        for t in MODEL_TYPES
+        if t in known and t not in settings.hide_types
+    }
+
+
+def register_folders(folder_paths: ModuleType, folders: Mapping[str, str]) -> dict[str, str]:
+    """Append each folder to its ComfyUI type (``add_model_folder_path``) unless already listed.
+
+    Args:
+        folder_paths (`ModuleType`): ComfyUI's ``folder_paths``.
+        folders (`Mapping[str, str]`): type -> folder, e.g. from `library_folders`.
+
+    Returns:
+        `dict[str, str]`: the folders this call added (type -> folder), to withdraw later with
+        `withdraw_folders`; a folder listed already (``extra_model_paths.yaml``) stays the user's.
+    """
+    table = folder_paths.folder_names_and_paths
+    added: dict[str, str] = {}
+    for model_type, folder in folders.items():
+        if not any(_same_folder(p, folder) for p in table[model_type][0]):
+            folder_paths.add_model_folder_path(model_type, folder, is_default=False)
+            added[model_type] = folder
+    return added
+
+
+def withdraw_folders(folder_paths: ModuleType, added: Mapping[str, str]) -> None:
+    """Remove folders that `register_folders` added (and nothing else) from ComfyUI's lists."""
+    table = folder_paths.folder_names_and_paths
+    for model_type, folder in added.items():
+        paths = table.get(model_type, ([], set()))[0]
+        if folder in paths:
+            paths.remove(folder)
+
+
 def _same_folder(a: str, b: str) -> bool:
     return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
 
@@ -715,4 +778,7 @@ __all__ = [
     "TypeNames",
     "build_lookup",
     "install_hooks",
+    "library_folders",
+    "register_folders",
+    "withdraw_folders",
 ]

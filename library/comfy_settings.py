@@ -31,6 +31,9 @@ from .layout import check_type
 
 log = logging.getLogger(__name__)
 
+COMFY_USER_DIRNAME = "user"
+"""ComfyUI's user folder under its base folder (``folder_paths.get_user_directory()`` unless
+ComfyUI runs with ``--user-directory``): where the CLI looks for an install's settings."""
 SETTINGS_DIRNAME = "model-shelf"
 SETTINGS_FILENAME = "settings.json"
 

@@ -44,4 +44,14 @@ def _importable_here() -> bool:
     return False
 
 
-__all__ = ["cli_command"]
+def enclosing_comfy(package_dir: Path = PACKAGE_DIR) -> Path | None:
+    """The ComfyUI folder this install is a node pack of (``<ComfyUI>/custom_nodes/<folder>``),
+    or None: there the CLI uses the library that ComfyUI uses, not a per-user one."""
+    custom_nodes = package_dir.parent
+    comfy = custom_nodes.parent
+    if custom_nodes.name == "custom_nodes" and (comfy / "folder_paths.py").is_file():
+        return comfy
+    return None
+
+
+__all__ = ["cli_command", "enclosing_comfy"]

@@ -288,7 +288,8 @@ class InvalidWorkflowError(ShelfError, ValueError):
 
 
 class ModelUnavailableError(ShelfError, LookupError):
-    """A workflow names a model that the library lacks and nobody says where to get."""
+    """A model the library lacks that nobody can provide: a workflow names it and nobody says
+    where to get it, or only its sha256 is known and no team store or peer sends it."""
 
     code = "MODEL_UNAVAILABLE"
 
@@ -335,3 +336,17 @@ class PeerRefusedError(ShelfError, PermissionError):
     """A LAN peer request was refused: no or a wrong team token, or not from the local network."""
 
     code = "PEER_REFUSED"
+
+
+# --- ComfyUI core ---------------------------------------------------------------------------
+
+
+class CoreAssetsError(ShelfError, ConnectionError):
+    """ComfyUI core's asset API (``/api/assets``) refused or failed a request of ours."""
+
+    code = "CORE_ASSETS"
+
+    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status

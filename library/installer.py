@@ -13,19 +13,21 @@ import asyncio
 import contextlib
 import os
 import re
+import time
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path, PurePosixPath
 
 from .catalog import Catalog
 from .downloads.engine import DownloadEngine, InstalledModel
 from .downloads.progress import ProgressListener
-from .downloads.tasks import DownloadTask, TaskState, TaskStore, utc_now
+from .downloads.tasks import DownloadTask, TaskState, TaskStore, split_userinfo, utc_now
 from .errors import (
     CorruptModelError,
     InvalidSourceError,
     NameClashError,
     NotAModelError,
     ShelfError,
+    TaskNotFoundError,
     UnknownTypeError,
 )
 from .hashing import Hashes
@@ -36,6 +38,8 @@ from .records import ModelRecord, SourceRef
 from .removal import Remover
 from .settings import DownloadSettings
 from .sources import RemoteFile, resolve_source
+from .sources.content import KIND as CONTENT_KIND
+from .stored_settings import TaskCredentials, URLCredentials
 
 QUARANTINE_DIRNAME = "quarantine"
 """``.shelf/quarantine/``: downloads that failed verification, kept for a person to inspect."""
@@ -52,6 +56,10 @@ _KIND_TO_TYPE: dict[str, str] = {
     "upscaler": "upscale_models",
     "embedding": "embeddings",
 }
+
+ORPHAN_CREDENTIALS_SECONDS = 3600.0
+"""Credentials whose task is in no queue are deleted once this old: `DownloadService.add` writes
+them just before it inserts the task, so a younger file may belong to a task about to appear."""
 
 _SHA256 = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
 
@@ -213,12 +221,15 @@ class DownloadService:
         installer: LibraryInstaller,
         catalog: Catalog,
         settings: DownloadSettings,
+        credentials: TaskCredentials,
     ) -> None:
         self.store = store
         self.engine = engine
         self.installer = installer
         self.catalog = catalog
         self.settings = settings
+        self.credentials = credentials
+        """Where a source URL's ``user:password@`` goes (issue #15)."""
 
     def add(
         self,
@@ -246,27 +257,36 @@ class DownloadService:
             `InvalidSourceError`, `InsecureURLError`: the source is refused (nothing queued).
             `UnknownTypeError`, `UnsafeNameError`: bad ``model_type`` or ``name``.
         """
+        # The state.db row never holds a user:password@: it goes to the task's credentials file.
+        source, credentials = split_userinfo(source.strip())
         resolved = resolve_source(source, self.settings)
         model_type = check_type(model_type) if model_type else None
         name = safe_name(name) if name else None
         expected = normalize_sha256(sha256) if sha256 else None
+        if resolved.kind == CONTENT_KIND:  # the source is the digest itself
+            if expected not in (None, resolved.key):
+                raise InvalidSourceError(f"{resolved.key} is not the sha256 given ({expected})")
+            expected = resolved.key
         previous = self.store.latest_for_source(resolved.key)
         if previous is not None:
             if previous.state in (TaskState.PAUSED, TaskState.FAILED):
-                # Asked again, perhaps with what was missing (--type after UNKNOWN_TYPE): keep
-                # the bytes already here and take the new destination.
+                # Asked again, perhaps with what was missing (--type after UNKNOWN_TYPE, the
+                # password after AUTH_REQUIRED): keep the bytes already here and take the new
+                # destination and credentials.
                 changes = {"model_type": model_type, "name": name, "expected_sha256": expected}
                 changes = {k: v for k, v in changes.items() if v is not None}
                 if changes:
                     self.store.update(previous.id, **changes)
+                self._keep_credentials(previous.id, credentials)
                 return self.resume(previous.id)
             if not previous.in_terminal_state:
+                self._keep_credentials(previous.id, credentials)  # read when it next starts
                 return previous
             model_id = previous.model_id if previous.state is TaskState.DONE else None
             if model_id and self.catalog.index.get(model_id) is not None:
                 return previous  # the library has it: never download the same model twice
         task = DownloadTask(
-            source=source.strip(),
+            source=source,
             source_key=resolved.key,
             source_kind=resolved.kind,
             model_type=model_type,
@@ -281,10 +301,44 @@ class DownloadService:
             task.hashes = existing.hashes
             task.wait_reason = f"already in the library as {existing.model_name}"
             task.finished_at = utc_now()
-        task, _ = self.store.insert(task)
-        self.store.prune_finished(self.settings.finished_tasks_kept)
+        else:
+            # Before the row: an engine (of any process) may claim the task the moment it is
+            # inserted, and must find its credentials then.
+            self._keep_credentials(task.id, credentials)
+        queued, is_new = self.store.insert(task)
+        if not is_new and credentials is not None:
+            # Another process queued the same file meanwhile: that task gets them.
+            self.credentials.forget([task.id])
+            if not queued.in_terminal_state:
+                self._keep_credentials(queued.id, credentials)
+        self.credentials.forget(self.store.prune_finished(self.settings.finished_tasks_kept))
         self.engine.wake()
-        return task
+        return queued
+
+    def forget_stale_credentials(self) -> None:
+        """Delete credentials that a crash left behind: their task ended (done, cancelled)
+        before they were deleted, or it is in no queue at all.
+
+        Raises:
+            `TaskStoreError`: the queue cannot be read.
+        """
+        stale = []
+        for task_id in self.credentials.task_ids():
+            try:
+                state = self.store.get(task_id).state
+            except TaskNotFoundError:
+                path = self.credentials.path(task_id)
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - path.stat().st_mtime > ORPHAN_CREDENTIALS_SECONDS:
+                        stale.append(task_id)
+                continue
+            if state in (TaskState.DONE, TaskState.CANCELLED):
+                stale.append(task_id)
+        self.credentials.forget(stale)
+
+    def _keep_credentials(self, task_id: str, credentials: URLCredentials | None) -> None:
+        if credentials is not None:
+            self.credentials.put(task_id, credentials)
 
     def get(self, task_id: str) -> DownloadTask:
         """Raises `TaskNotFoundError` if there is no such task."""

@@ -30,10 +30,13 @@ class RemoteListing(BaseModel):
     size: int = 0
     sha256: str | None = None
     source: str
-    """Where it can be downloaded from (the peer's or the store's URL)."""
+    """Where it came from (its origin URL), else ``sha256:<hex>``: what the download is queued
+    with. With the sha256 known, the queue asks the peers and stores first, so the bytes come
+    from them."""
     where: str
-    """Who holds it, for people ("peer studio-2", "team store")."""
+    """Who holds it, for people ("peer http://studio-2:8188", "store team")."""
     uses: int = 0
+    """Uses in this library's log (the team's listings carry none of their own)."""
     last_used: datetime | None = None
 
 
@@ -50,7 +53,9 @@ class PreloadSuggestion(BaseModel):
     source: str | None = None
     """Else: download this into ``type``."""
     sha256: str | None = None
+    """``sha256:<hex>``, as in records and tasks."""
     where: str | None = None
+    """Who holds it, for a model another machine has."""
 
 
 def preload_suggestions(
@@ -98,9 +103,9 @@ def preload_suggestions(
                 size=model.size,
                 uses=model.uses,
                 last_used=model.last_used,
-                reason=f"used {model.uses} times on {model.where}, not in this library",
+                reason=f"used {model.uses} times here, not in this library; {model.where} has it",
                 source=model.source,
-                sha256=sha,
+                sha256=f"sha256:{sha}" if sha else None,
                 where=model.where,
             )
         )

@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .adopt import Adopter, AdoptReport
@@ -736,25 +737,33 @@ class Shelf:
         return preload_suggestions(self.index.list(), usage, remote)
 
     def _team_listing(self) -> list[RemoteListing]:
-        """The team's models (issue #13) with the uses this library's log has of each name."""
-        logged: dict[str, int] = {}
+        """The team's models (issue #13) with the uses this library's log has of each name
+        (the log keeps names and this library's record ids, which a model gone from here no
+        longer matches)."""
+        logged: dict[str, tuple[int, float | None]] = {}
         for used in self.usage_log.models(time.time()).values():
-            logged[used.model] = logged.get(used.model, 0) + used.uses
+            uses, last = logged.get(used.model, (0, None))
+            if used.last_used is not None:
+                last = used.last_used if last is None else max(last, used.last_used)
+            logged[used.model] = (uses + used.uses, last)
         listing = []
         for held in self.remote_models():
             entry = held.entry
             url = next((s.get("url") for s in entry.sources if s.get("url")), None)
-            if url is None:
-                continue
+            # No origin (imported from a disk, then pushed): its digest is the source, and the
+            # stores and peers that hold it are the only ones asked.
+            source = str(url) if url is not None else entry.sha256
+            uses, last = logged.get(entry.name, (0, None))
             listing.append(
                 RemoteListing(
                     type=entry.type,
                     name=entry.name.split("/", 1)[-1],
                     size=entry.size,
                     sha256=entry.sha256,
-                    source=str(url),
+                    source=source,
                     where=f"{held.where} {held.label}",
-                    uses=logged.get(entry.name, 0),
+                    uses=uses,
+                    last_used=datetime.fromtimestamp(last, timezone.utc) if last else None,
                 )
             )
         return listing
@@ -878,6 +887,7 @@ def _open_downloads(shelf: Shelf, settings: DownloadSettings | None) -> Download
     except SettingsError as exc:
         log.warning("Model Shelf: ignoring the stored download settings: %s", exc)
     store = TaskStore(shelf.layout.state_db)
+    credentials = SettingsFile(shelf.layout).task_credentials  # issue #15
     installer = LibraryInstaller(shelf.layout, shelf.catalog, shelf.importer, shelf.remover)
     engine = DownloadEngine(
         store,
@@ -888,5 +898,11 @@ def _open_downloads(shelf: Shelf, settings: DownloadSettings | None) -> Download
         delete_files=shelf.remover.delete,
         events=ProgressBus(),
         mirrors=TeamSources(shelf.team),
+        credentials=credentials,
     )
-    return DownloadService(store, engine, installer, shelf.catalog, settings)
+    service = DownloadService(store, engine, installer, shelf.catalog, settings, credentials)
+    try:
+        service.forget_stale_credentials()
+    except (ShelfError, OSError) as exc:  # tried again at the next start
+        log.warning("Model Shelf: could not clean up download credentials: %s", exc)
+    return service

@@ -6,6 +6,8 @@ library (several ComfyUI installs, the CLI, ``serve``) uses them.
 <root>/.shelf/secrets.json    credentials (0600): {"hf_token": "...", "civitai_api_key": "..."}
 <root>/.shelf/team.json       team stores and LAN peers (issue #13): `TeamConfig`
 <root>/.shelf/team-secrets.json   their keys and the team token (0600): `TeamSecrets`
+<root>/.shelf/credentials/<task id>.json   a download URL's user:password@ (0600), issue #15:
+                                           `TaskCredentials`; the task's row keeps the URL without
 ```
 
 A value stored here wins over the environment and the defaults (it is the later, explicit
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,7 +35,9 @@ SETTINGS_FILENAME = "settings.json"
 SECRETS_FILENAME = "secrets.json"
 TEAM_FILENAME = "team.json"
 TEAM_SECRETS_FILENAME = "team-secrets.json"
+CREDENTIALS_DIRNAME = "credentials"
 SECRET_FILE_MODE = 0o600
+SECRET_DIR_MODE = 0o700
 MIN_PART_BYTES = 5 * 1024 * 1024
 """S3's smallest multipart part (all but the last)."""
 
@@ -113,6 +119,75 @@ class TeamSecrets(BaseModel):
     team_token: SecretStr | None = None
 
 
+class URLCredentials(BaseModel):
+    """The ``user:password@`` of a download URL, taken out of it before the task is stored
+    (issue #15). Decoded: ``%40`` in the URL is ``@`` here."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    username: str
+    password: SecretStr | None = None
+
+
+_TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class TaskCredentials:
+    """Credentials of download tasks, one owner-only file per task (``<task id>.json``) in an
+    owner-only folder beside ``state.db``.
+
+    A file per task, not one map: several processes add and finish tasks at once, and a map
+    would need a lock around every read-modify-write; a task's file has one writer at a time
+    (whoever adds it, then whoever ends it).
+
+    Args:
+        directory (`Path`): ``<root>/.shelf/credentials``.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @classmethod
+    def beside(cls, state_db: Path) -> TaskCredentials:
+        """The credentials of the tasks in ``state_db``."""
+        return cls(state_db.parent / CREDENTIALS_DIRNAME)
+
+    def path(self, task_id: str) -> Path:
+        """Raises `ValueError`: not a task id (it would name another file)."""
+        if not _TASK_ID.match(task_id):
+            raise ValueError(f"not a task id: {task_id!r}")
+        return self.directory / f"{task_id}.json"
+
+    def get(self, task_id: str) -> URLCredentials | None:
+        """Raises `SettingsError`: the task's file is not valid (never quoting it)."""
+        path = self.path(task_id)
+        data = read_json_object(path)
+        return _validated(URLCredentials, path, data) if data else None
+
+    def put(self, task_id: str, credentials: URLCredentials) -> None:
+        """Store (or replace) the task's credentials: 0600, in a 0700 folder."""
+        self.directory.mkdir(mode=SECRET_DIR_MODE, parents=True, exist_ok=True)
+        password = credentials.password
+        data = {
+            "username": credentials.username,
+            "password": password.get_secret_value() if password is not None else None,
+        }
+        write_atomically(self.path(task_id), json.dumps(data).encode() + b"\n", SECRET_FILE_MODE)
+
+    def forget(self, task_ids: Iterable[str]) -> None:
+        """Delete these tasks' credentials (those that have none are skipped)."""
+        for task_id in task_ids:
+            self.path(task_id).unlink(missing_ok=True)
+
+    def task_ids(self) -> list[str]:
+        """The tasks that have credentials here."""
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        return sorted(n[:-5] for n in names if n.endswith(".json") and _TASK_ID.match(n[:-5]))
+
+
 def mask(secret: SecretStr | None) -> str | None:
     """``hf_abcdefgh1234`` -> ``hf_…1234``: enough to recognise a key, not to use it."""
     if secret is None:
@@ -139,6 +214,11 @@ class SettingsFile:
         return self.layout.state_dir / SECRETS_FILENAME
 
     @property
+    def task_credentials(self) -> TaskCredentials:
+        """Credentials taken out of download URLs (issue #15)."""
+        return TaskCredentials.beside(self.layout.state_db)
+
+    @property
     def team_path(self) -> Path:
         return self.layout.state_dir / TEAM_FILENAME
 
@@ -148,16 +228,18 @@ class SettingsFile:
 
     def team(self) -> TeamConfig:
         """Raises `SettingsError`: the file is not valid."""
-        return _validated(TeamConfig, self.team_path, self._read(self.team_path))
+        return _validated(TeamConfig, self.team_path, read_json_object(self.team_path))
 
     def team_secrets(self) -> TeamSecrets:
         """Raises `SettingsError`: the file is not valid (the message never holds a secret)."""
-        return _validated(TeamSecrets, self.team_secrets_path, self._read(self.team_secrets_path))
+        return _validated(
+            TeamSecrets, self.team_secrets_path, read_json_object(self.team_secrets_path)
+        )
 
     def save_team(self, team: TeamConfig) -> None:
         """Replace ``team.json`` (atomically)."""
         data = team.model_dump(mode="json")
-        self._write(self.team_path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
+        write_atomically(self.team_path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
 
     def save_team_secrets(self, secrets: TeamSecrets) -> None:
         """Replace ``team-secrets.json``: an owner-only temporary, renamed."""
@@ -173,15 +255,17 @@ class SettingsFile:
                 secrets.team_token.get_secret_value() if secrets.team_token is not None else None
             ),
         }
-        self._write(self.team_secrets_path, json.dumps(data).encode() + b"\n", SECRET_FILE_MODE)
+        write_atomically(
+            self.team_secrets_path, json.dumps(data).encode() + b"\n", SECRET_FILE_MODE
+        )
 
     def limits(self) -> StoredLimits:
         """Raises `SettingsError`: the file is not valid."""
-        return _validated(StoredLimits, self.limits_path, self._read(self.limits_path))
+        return _validated(StoredLimits, self.limits_path, read_json_object(self.limits_path))
 
     def secrets(self) -> StoredSecrets:
         """Raises `SettingsError`: the file is not valid (the message never holds a secret)."""
-        return _validated(StoredSecrets, self.secrets_path, self._read(self.secrets_path))
+        return _validated(StoredSecrets, self.secrets_path, read_json_object(self.secrets_path))
 
     def apply(self, base: DownloadSettings) -> DownloadSettings:
         """``base`` with every value stored here put over it.
@@ -205,7 +289,7 @@ class SettingsFile:
     def save_limits(self, limits: StoredLimits) -> None:
         """Replace the stored limits (atomically)."""
         data = limits.model_dump(exclude_none=True)
-        self._write(self.limits_path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
+        write_atomically(self.limits_path, json.dumps(data, indent=2).encode() + b"\n", 0o644)
 
     def save_secrets(self, secrets: StoredSecrets) -> None:
         """Replace the stored secrets: written to an owner-only temporary, then renamed."""
@@ -214,41 +298,54 @@ class SettingsFile:
             for name in StoredSecrets.model_fields
             if (value := getattr(secrets, name)) is not None
         }
-        self._write(self.secrets_path, json.dumps(data).encode() + b"\n", SECRET_FILE_MODE)
+        write_atomically(self.secrets_path, json.dumps(data).encode() + b"\n", SECRET_FILE_MODE)
 
-    def _read(self, path: Path) -> dict[str, object]:
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            return {}
-        except OSError as exc:
-            message = f"cannot read {path}: {exc.strerror or exc}"
-            raise SettingsError(message, path=str(path)) from exc
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise SettingsError(f"{path} is not valid JSON", path=str(path)) from exc
-        if not isinstance(data, dict):
-            raise SettingsError(f"{path} must hold a JSON object", path=str(path))
-        return data
 
-    def _write(self, path: Path, data: bytes, mode: int) -> None:
-        # The mode is set when the temporary is created, so the secret is never readable by
-        # others, not even for the moment between writing and a chmod.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_sibling(path)
-        try:
-            with storage_errors(path):
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            os.chmod(tmp, mode)  # the umask may have taken bits away (0644 wanted as is)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync_dir(path.parent)
+def read_json_object(path: Path) -> dict[str, object]:
+    """The JSON object in ``path``; ``{}`` when there is no such file.
+
+    Raises:
+        `SettingsError`: the file cannot be read or holds no JSON object (the message never
+            quotes the content: it may be a secret).
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        message = f"cannot read {path}: {exc.strerror or exc}"
+        raise SettingsError(message, path=str(path)) from exc
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{path} is not valid JSON", path=str(path)) from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path} must hold a JSON object", path=str(path))
+    return data
+
+
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Replace ``path`` with ``data``: a temporary created with ``mode``, fsynced, renamed.
+
+    Raises:
+        `StorageFullError`: no room for it.
+    """
+    # The mode is set when the temporary is created, so the secret is never readable by
+    # others, not even for the moment between writing and a chmod.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_sibling(path)
+    try:
+        with storage_errors(path):
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.chmod(tmp, mode)  # the umask may have taken bits away (0644 wanted as is)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
 
 
 def _validated(model: type[_M], path: Path, data: dict[str, object]) -> _M:

@@ -8,15 +8,21 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from hypothesis import settings
 from model_files import write_sparse_safetensors as write_big_safetensors  # noqa: F401
 from safetensors.numpy import save_file
+from seaweed import Seaweed, start_seaweed
 
 from model_shelf.library import Shelf
 from model_shelf.library.settings import HealthSettings
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from routes_support import ThreadedApp
 
 REPO = Path(__file__).resolve().parent.parent
 # No background metadata lookups against the real Civitai in tests (issue #12); the tests of
@@ -62,6 +68,42 @@ def no_leaked_threads() -> Iterator[None]:
         thread.join(timeout=5)
     still = [t.name for t in leaked if t.is_alive()]
     assert not still, f"threads left running: {still}"
+
+
+@pytest.fixture(scope="module")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    """A real S3 server (SeaweedFS on loopback): one per test module, killed at its end."""
+    running = start_seaweed(tmp_path_factory.mktemp("seaweed"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+PEER_TOKEN = "team-token-for-the-tests-0123"
+"""The team token of the LAN-peer tests (both machines set it)."""
+
+
+@pytest.fixture
+def peer(tmp_path: Path) -> Iterator[tuple[Shelf, ThreadedApp]]:
+    """Machine A of the LAN-peer tests: a library serving its API (and so the models it
+    shares) on a loopback port, with the team token set. Its downloads do not run."""
+    from downloads_support import quick_settings
+    from routes_support import ThreadedApp
+
+    from model_shelf.server_routes import standalone_app
+
+    shelf = Shelf.open(tmp_path / "peer-a", quick_settings())
+    shelf.team.set_token(PEER_TOKEN)
+
+    async def make() -> web.Application:
+        return standalone_app(shelf, run_downloads=False)
+
+    try:
+        with ThreadedApp(make, "test-peer-a") as app:
+            yield shelf, app
+    finally:
+        shelf.close()
 
 
 @pytest.fixture

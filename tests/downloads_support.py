@@ -7,6 +7,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -66,6 +68,25 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = 
     raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
+def partial_size(root: Path) -> int:
+    """Bytes of the (one) partial download under ``root``, 0 when there is none."""
+    parts = list((root / ".shelf" / "partial").glob("*.part"))
+    return parts[0].stat().st_size if parts else 0
+
+
+def sigkill_when(
+    process: subprocess.Popen[Any], predicate: Callable[[], Any], what: str, timeout: float = 120
+) -> Any:
+    """SIGKILL ``process`` once ``predicate`` holds while it still runs; its last value."""
+    try:
+        seen = wait_until(lambda: process.poll() is None and predicate(), timeout, what)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+    return seen
+
+
 class EngineThread:
     """``shelf.downloads.run()`` on a thread with its own event loop, with its events recorded.
 
@@ -103,9 +124,22 @@ class EngineThread:
 
     def stop(self) -> None:
         if self._loop is not None and self._thread.is_alive():
-            future = asyncio.run_coroutine_threadsafe(self.shelf.downloads.stop(), self._loop)
-            with contextlib.suppress(concurrent.futures.CancelledError):
-                future.result(60)  # cancelled when run() ends first and its loop closes
+            stopping = self.shelf.downloads.stop()
+            try:
+                future = asyncio.run_coroutine_threadsafe(stopping, self._loop)
+            except RuntimeError:  # the loop closed meanwhile: run() has ended
+                stopping.close()
+            else:
+                # run() ends after our stop, or has ended already (a test stopped the engine):
+                # then asyncio.run may close its loop without running our stop, whose future
+                # would never be done. Waiting for the thread covers both.
+                self._thread.join(60)
+                if future.done():
+                    with contextlib.suppress(concurrent.futures.CancelledError):
+                        future.result()
+                else:
+                    future.cancel()
+                    stopping.close()
         self._thread.join(60)
         self._unsubscribe()
         if self.error is not None:

@@ -14,6 +14,7 @@ One implementation for every download test and for ``bench/bench_download.py``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import ssl
 import threading
@@ -56,6 +57,8 @@ class Behaviour:
     content_disposition: str | None = None
     require_bearer: str | None = None
     """Answer 401 unless ``Authorization: Bearer <this>`` is sent."""
+    require_basic: str | None = None
+    """Answer 401 unless ``Authorization: Basic <base64 of this "user:password">`` is sent."""
     close_connection: bool = False
     """Say ``Connection: close`` (as HTTP/1.0 servers and many mirrors do)."""
 
@@ -204,6 +207,15 @@ class RemoteServer:
         if bearer is not None and request.headers.get("Authorization") != f"Bearer {bearer}":
             log.status = 401
             raise web.HTTPUnauthorized(text="a valid token is required")
+        basic = behaviour.require_basic
+        if basic is not None:
+            wanted = "Basic " + base64.b64encode(basic.encode()).decode()
+            if request.headers.get("Authorization") != wanted:
+                log.status = 401
+                raise web.HTTPUnauthorized(
+                    text="a user and password are required",
+                    headers={"WWW-Authenticate": 'Basic realm="models"'},
+                )
         if behaviour.failures:
             status, headers = behaviour.failures.pop(0)
             log.status = status

@@ -16,6 +16,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from model_shelf.library import Shelf
 
 ACCESS_KEY = "MODELSHELFTEST"
 SECRET_KEY = "model-shelf-test-secret-key"
@@ -145,3 +149,16 @@ def make_bucket(endpoint: str, bucket: str) -> None:
         aws_secret_access_key=SECRET_KEY,
         config=Config(s3={"addressing_style": "path"}),
     ).create_bucket(Bucket=bucket)
+
+
+def add_store(shelf: Shelf, weed: Seaweed, bucket: str, **overrides: object) -> None:
+    """Give ``shelf`` the team store ``team`` at ``s3://<bucket>`` on ``weed``, with the test
+    identity's keys and 5 MiB parts (S3's smallest); ``overrides`` replace any of these."""
+    values: dict[str, object] = {
+        "endpoint": weed.endpoint,
+        "access_key_id": ACCESS_KEY,
+        "secret_access_key": SECRET_KEY,
+        "part_size_bytes": 5 * 1024 * 1024,
+    }
+    values.update(overrides)
+    shelf.team.add_store("team", f"s3://{bucket}", **values)

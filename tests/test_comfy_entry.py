@@ -1,23 +1,20 @@
 """Tests for comfy_entry.py and __init__.py: starting inside a (stand-in) ComfyUI.
 
 The package is also loaded exactly as ComfyUI's ``nodes.load_custom_node`` (0.3.64) loads a
-folder in ``custom_nodes``: ``spec_from_file_location`` on its ``__init__.py`` under a module
-name made from the folder's path with dots replaced by ``_x_``.
+folder in ``custom_nodes`` (`comfy_stubs.load_custom_node`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
-import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from comfy_stubs import Comfy, write_model
+from comfy_stubs import Comfy, load_custom_node, write_model
 
 import model_shelf.comfy_entry as comfy_entry
 from model_shelf.comfy_entry import ComfyRuntime, start
@@ -25,8 +22,6 @@ from model_shelf.library import ImportMode, Shelf
 from model_shelf.library.settings import ROOT_ENV
 
 pytest_plugins = ["comfy_stubs.fixtures"]
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def set_root_setting(comfy: Comfy, root: Path) -> None:
@@ -109,6 +104,47 @@ def test_start_lists_library_models_and_tells_the_page(
         assert shelf.find("seeded.safetensors").usage.count == 1
 
 
+def test_folders_are_listed_before_the_library_opens(
+    comfy: Comfy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runtimes: list[ComfyRuntime]
+) -> None:
+    """Issue #16: ComfyUI 0.33 starts its core asset scan right after node packs are imported,
+    while our library may still be opening: the folders must be ComfyUI's by then."""
+    root = tmp_path / "library"
+    seed_library(root, tmp_path)
+    set_root_setting(comfy, root)
+    opening = threading.Event()
+    original = Shelf.open
+
+    def held_open(root: Path, *args: object, **kwargs: object) -> Shelf:
+        assert opening.wait(10)
+        return original(root, *args, **kwargs)
+
+    monkeypatch.setattr(comfy_entry.Shelf, "open", held_open)
+    fp = comfy.folder_paths
+    runtime = start(fp, comfy.server)
+    runtimes.append(runtime)
+    ours = os.path.join(str(root), "checkpoints")
+    assert fp.get_folder_paths("checkpoints")[-1] == ours
+    assert fp.get_filename_list("checkpoints") == ["sub/seeded.safetensors"]
+    opening.set()
+    assert runtime.ready.wait(10) and runtime.bridge is not None
+    assert fp.get_folder_paths("checkpoints").count(ours) == 1
+    runtime.stop()
+    assert ours not in fp.get_folder_paths("checkpoints")
+
+
+def test_folders_go_when_the_library_cannot_open(
+    comfy: Comfy, tmp_path: Path, runtimes: list[ComfyRuntime]
+) -> None:
+    root = tmp_path / "not-a-folder"
+    root.write_bytes(b"")
+    set_root_setting(comfy, root)
+    runtime = start(comfy.folder_paths, comfy.server)
+    runtimes.append(runtime)
+    assert runtime.ready.wait(10) and runtime.shelf is None
+    assert os.path.join(str(root), "loras") not in comfy.folder_paths.get_folder_paths("loras")
+
+
 def test_a_missing_root_is_awaited_not_created(
     comfy: Comfy,
     tmp_path: Path,
@@ -141,37 +177,13 @@ def test_stop_ends_the_wait_for_a_root(
 # -- loaded the way ComfyUI loads a node pack ----------------------------------------
 
 
-def load_like_comfyui(module_path: Path) -> ModuleType:
-    """What ComfyUI 0.3.64's ``nodes.load_custom_node`` does with a folder."""
-    sys_module_name = str(module_path).replace(".", "_x_")
-    spec = importlib.util.spec_from_file_location(
-        sys_module_name, os.path.join(module_path, "__init__.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[sys_module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def custom_node_folder(comfy: Comfy) -> Iterator[Path]:
-    """The repository as ``custom_nodes/<odd name>``; its modules are unloaded afterwards."""
-    folder = comfy.base / "custom_nodes" / "Model Shelf.v0-1"
-    folder.symlink_to(REPO, target_is_directory=True)  # as a git clone would sit there
-    prefix = str(folder).replace(".", "_x_")
-    yield folder
-    for name in [n for n in sys.modules if n == prefix or n.startswith(prefix + ".")]:
-        del sys.modules[name]
-
-
 def test_loads_as_a_custom_node(
     comfy: Comfy, custom_node_folder: Path, tmp_path: Path, runtimes: list[ComfyRuntime]
 ) -> None:
     root = tmp_path / "library"
     seed_library(root, tmp_path)
     set_root_setting(comfy, root)
-    module = load_like_comfyui(custom_node_folder)
+    module = load_custom_node(custom_node_folder)
     runtime = module._runtime
     assert runtime is not None
     runtimes.append(runtime)
@@ -190,7 +202,7 @@ def test_a_failure_in_start_is_logged_once_and_does_not_raise(
 
     comfy.folder_paths.get_user_directory = broken_user_directory
     with caplog.at_level(logging.ERROR):
-        module = load_like_comfyui(custom_node_folder)
+        module = load_custom_node(custom_node_folder)
     assert module._runtime is None
     assert module.WEB_DIRECTORY == "./web"
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
@@ -207,7 +219,7 @@ def test_an_invalid_settings_file_is_reported_not_guessed(
     path.parent.mkdir(parents=True)
     path.write_text("{oops")
     with caplog.at_level(logging.ERROR):
-        module = load_like_comfyui(custom_node_folder)
+        module = load_custom_node(custom_node_folder)
     assert module._runtime is None
     assert not (comfy.base / "model-shelf").exists()  # no default library was started instead
     assert any(str(path) in str(r.exc_info[1]) for r in caplog.records if r.exc_info)

@@ -22,7 +22,10 @@ from model_shelf.library.comfy_paths import (
     HOOK_MARK,
     FolderPathsBridge,
     install_hooks,
+    library_folders,
+    register_folders,
     walk_model_folder,
+    withdraw_folders,
 )
 from model_shelf.library.comfy_settings import ComfySettings
 from model_shelf.library.errors import IndexStoreError
@@ -425,6 +428,69 @@ def test_types_this_comfyui_does_not_know_are_left_out(
     bridge = make_bridge()
     assert "audio_encoders" not in fp.folder_names_and_paths
     assert "audio_encoders" not in bridge.types and "checkpoints" in bridge.types
+
+
+def test_folders_registered_before_the_library_opened_are_taken_over(
+    comfy: Comfy, shelf: Shelf, usage: UsageRecorder, tmp_path: Path
+) -> None:
+    """`register_folders` (ComfyUI's thread, before the library opens) then the bridge: the
+    folders are listed once, withdrawn by the bridge, and nothing new is announced."""
+    fp = comfy.folder_paths
+    add_model(shelf, tmp_path, "sub/early.safetensors")
+    early = register_folders(fp, library_folders(shelf.root, fp, ComfySettings()))
+    ours = os.path.join(str(shelf.root), "checkpoints")
+    assert early["checkpoints"] == ours
+    assert fp.get_folder_paths("checkpoints") == [str(comfy.models / "checkpoints"), ours]
+    assert fp.get_filename_list("checkpoints") == ["sub/early.safetensors"]  # ComfyUI's walk
+    announced: list[bool] = []
+    bridge = FolderPathsBridge(
+        shelf,
+        fp,
+        ComfySettings(),
+        usage,
+        registered=early,
+        on_register=lambda: announced.append(True),
+    )
+    bridge.install()
+    try:
+        assert fp.get_folder_paths("checkpoints") == [str(comfy.models / "checkpoints"), ours]
+        assert fp.get_full_path("checkpoints", "early.safetensors") == lib_path(
+            shelf, "checkpoints", "sub/early.safetensors"
+        )
+        assert announced == []
+        bridge.root_changed(False)
+        bridge.root_changed(True)  # the root came back: ComfyUI's scans have not seen it
+        assert announced == [True]
+    finally:
+        bridge.close()
+    assert ours not in fp.get_folder_paths("checkpoints")
+
+
+def test_early_folders_of_a_missing_root_are_withdrawn_by_the_bridge(
+    comfy: Comfy, tmp_path: Path, usage: UsageRecorder, shelf: Shelf
+) -> None:
+    fp = comfy.folder_paths
+    early = register_folders(fp, library_folders(shelf.root, fp, ComfySettings()))
+    (Path(str(shelf.root)) / ".shelf").rename(tmp_path / "state-elsewhere")  # root not usable
+    bridge = FolderPathsBridge(shelf, fp, ComfySettings(), usage, registered=early)
+    bridge.install()
+    try:
+        assert not bridge.available
+        assert early["vae"] not in fp.get_folder_paths("vae")
+    finally:
+        bridge.close()
+        (tmp_path / "state-elsewhere").rename(Path(str(shelf.root)) / ".shelf")
+
+
+def test_register_folders_leaves_a_folder_the_user_lists(comfy: Comfy, tmp_path: Path) -> None:
+    fp = comfy.folder_paths
+    root = tmp_path / "root"
+    fp.add_model_folder_path("loras", str(root / "loras"))  # extra_model_paths.yaml
+    added = register_folders(fp, library_folders(root, fp, ComfySettings(hide_types=["vae"])))
+    assert "loras" not in added and "vae" not in added and "checkpoints" in added
+    withdraw_folders(fp, added)
+    assert str(root / "loras") in fp.get_folder_paths("loras")
+    assert str(root / "checkpoints") not in fp.get_folder_paths("checkpoints")
 
 
 # -- per-install filter ------------------------------------------------------------------

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import ModelFactory
+
 from model_shelf.library.command import cli_command
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,3 +51,43 @@ def test_the_folder_runs_the_cli_and_names_itself(tmp_path: Path) -> None:
 
 def test_installed_with_pip_the_command_is_python_m() -> None:
     assert cli_command() == "python -m model_shelf"
+
+
+def test_run_from_custom_nodes_the_cli_uses_the_library_comfyui_uses(
+    tmp_path: Path, make_model: ModelFactory
+) -> None:
+    """No --root: `ls` and `import` work on ``<ComfyUI>/model-shelf`` (or the root the install's
+    settings name), the library ComfyUI lists, not a per-user one ComfyUI never sees."""
+    import json
+    import os
+
+    folder = install_copy(tmp_path)
+    comfy = folder.parent.parent
+    (comfy / "folder_paths.py").write_text("# ComfyUI's module, as the CLI finds it\n")
+    model = make_model("tiny.safetensors")
+    env = {k: v for k, v in os.environ.items() if k != "MODEL_SHELF_ROOT"}
+    env["XDG_DATA_HOME"] = str(tmp_path / "per-user")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "custom_nodes/comfyui-model-shelf", *args],
+            cwd=comfy,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    imported = cli("import", str(model), "--type", "loras")
+    assert imported.returncode == 0, imported.stderr
+    assert (comfy / "model-shelf" / "loras" / "tiny.safetensors").is_file()
+    assert not (tmp_path / "per-user").exists()
+
+    chosen = tmp_path / "shared-library"
+    settings = comfy / "user" / "model-shelf" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(json.dumps({"root": str(chosen)}))
+    imported = cli("import", str(model), "--type", "vae")
+    assert imported.returncode == 0, imported.stderr
+    assert (chosen / "vae" / "tiny.safetensors").is_file()
+    assert str(chosen) in "".join(cli("--help").stdout.split())  # argparse wraps lines

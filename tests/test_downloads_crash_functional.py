@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import blake3
 import pytest
 from conftest import run_cli
-from downloads_support import MIB, cli_command, quick_env, wait_until
+from downloads_support import MIB, cli_command, partial_size, quick_env, sigkill_when
 from remote_server import RemoteServer, write_model_file
 
 GIB = 1024 * MIB
@@ -38,11 +36,6 @@ def digests(path: Path) -> dict[str, str]:
     return {"sha256": f"sha256:{sha.hexdigest()}", "blake3": f"blake3:{b3.hexdigest()}"}
 
 
-def partial_size(root: Path) -> int:
-    parts = list((root / ".shelf" / "partial").glob("*.part"))
-    return parts[0].stat().st_size if parts else 0
-
-
 @pytest.mark.slow
 def test_sigkill_half_way_through_1_gib_resumes_and_fetches_at_most_1_05x(root, server, tmp_path):
     src = write_model_file(tmp_path / "remote" / "big.safetensors", GIB, seed=11)
@@ -53,16 +46,9 @@ def test_sigkill_half_way_through_1_gib_resumes_and_fetches_at_most_1_05x(root, 
     env = quick_env()
 
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        seen = wait_until(
-            lambda: first.poll() is None and (size := partial_size(root)) >= GIB // 2 and size,
-            timeout=120,
-            what="half of the file on disk",
-        )
-        os.kill(first.pid, signal.SIGKILL)
-    finally:
-        first.wait()
-    assert first.returncode == -signal.SIGKILL
+    seen = sigkill_when(
+        first, lambda: (size := partial_size(root)) >= GIB // 2 and size, "half of the file"
+    )
     assert GIB // 2 <= seen < GIB
 
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

@@ -24,6 +24,8 @@ from model_shelf.library.downloads.tasks import (
     TaskStore,
     new_owner_id,
     owner_is_dead,
+    split_userinfo,
+    with_userinfo,
 )
 from model_shelf.library.errors import TaskNotFoundError
 
@@ -221,16 +223,31 @@ def test_a_page_lists_unfinished_tasks_first_then_the_latest_finished(store):
 
 
 def test_pruning_keeps_the_most_recently_finished_and_every_unfinished_task(store):
-    for n in range(10):
-        store.insert(_finished(n, TaskState.CANCELLED if n == 9 else TaskState.DONE))
+    finished = [
+        store.insert(_finished(n, TaskState.CANCELLED if n == 9 else TaskState.DONE))[0]
+        for n in range(10)
+    ]
     queued = store.insert(task("url:https://example.com/q.safetensors"))[0]
-    assert store.prune_finished(3) == 7
+    assert sorted(store.prune_finished(3)) == sorted(t.id for t in finished[:7])
     left = {t.source for t in store.list()}
     assert left == {f"https://example.com/{n}.safetensors" for n in (7, 8, 9)} | {queued.source}
-    assert store.prune_finished(3) == 0
+    assert store.prune_finished(3) == []
 
 
 def test_a_password_in_a_source_url_is_never_shown():
     shown = task("url:https://user:s3cret@example.com/m.safetensors?x=1").shown_source
     assert shown == "https://example.com/m.safetensors?x=1"
     assert task("hf:org/repo/m.safetensors").shown_source == "org/repo/m.safetensors"
+
+
+def test_userinfo_is_split_from_a_url_and_put_back_for_the_transport_alone():
+    clean, found = split_userinfo("https://a%20b:p%40ss:w@Host.example:8443/m.safetensors?x=1")
+    assert clean == "https://Host.example:8443/m.safetensors?x=1"
+    assert found is not None and found.username == "a b"
+    assert found.password is not None and found.password.get_secret_value() == "p@ss:w"
+    assert split_userinfo("https://token@example.com/m")[1].password is None
+    for untouched in ("org/repo/m.safetensors", "civitai:123", "https://example.com/a@b"):
+        assert split_userinfo(untouched) == (untouched, None)
+    back = with_userinfo(clean, found)
+    assert back == "https://a%20b:p%40ss%3Aw@Host.example:8443/m.safetensors?x=1"
+    assert split_userinfo(back) == (clean, found)

@@ -42,3 +42,21 @@ def test_every_package_folder_is_installed():
         if not {".venv", "tests", "build"} & set(p.relative_to(REPO).parts)
     }
     assert found == listed
+
+
+def test_the_suite_runs_in_a_checkout_named_as_the_readme_clones_it(tmp_path):
+    """``git clone ... model-shelf``: a folder name that is no Python identifier."""
+    import shutil
+    import subprocess
+    import sys
+
+    checkout = tmp_path / "model-shelf"
+    shutil.copytree(REPO, checkout, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__"))
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "tests/test_layout.py"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout

@@ -65,6 +65,12 @@ SETTINGS = DownloadSettings()
         ),
         ("http://127.0.0.1:8000/x.safetensors", "url", "url:http://127.0.0.1:8000/x.safetensors"),
         ("http://localhost/x.safetensors", "url", "url:http://localhost/x.safetensors"),
+        (
+            "http://user:Secret@127.0.0.1:8000/x.safetensors",
+            "url",
+            "url:http://127.0.0.1:8000/x.safetensors",
+        ),
+        ("sha256:" + "AB" * 32, "sha256", "sha256:" + "ab" * 32),
     ],
 )
 def test_pasted_forms_are_recognised_offline(text, kind, key):
@@ -83,6 +89,9 @@ def test_pasted_forms_are_recognised_offline(text, kind, key):
         "https://huggingface.co/org/repo/tree/main",
         "hf://org/repo/../x.safetensors",
         "https://civitai.com/user/someone",
+        "sha256:abc",
+        "http://user:pw@[::1/x.safetensors",
+        "http://127.0.0.1:99999/x.safetensors",
     ],
 )
 def test_what_is_not_a_source_is_refused_with_its_code(text):

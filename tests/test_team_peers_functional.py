@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from conftest import PEER_TOKEN
 from downloads_support import MIB, quick_settings
 from remote_server import RemoteServer, sha256_of, write_model_file
 from routes_support import ThreadedApp
@@ -25,32 +26,15 @@ from model_shelf.library import Shelf
 from model_shelf.library.downloads import TaskState
 from model_shelf.library.errors import PeerRefusedError
 from model_shelf.library.team.peers import check_peer_request, is_local_network
-from model_shelf.server_routes import standalone_app
 from model_shelf.server_routes.schemas import TaskView
 
-TOKEN = "team-token-for-the-tests-0123"
+TOKEN = PEER_TOKEN
 
 
 @pytest.fixture
 def server() -> Iterator[RemoteServer]:
     with RemoteServer() as running:
         yield running
-
-
-@pytest.fixture
-def peer(tmp_path: Path) -> Iterator[tuple[Shelf, ThreadedApp]]:
-    """Library A, serving its API (and so its blobs) on a loopback port."""
-    shelf = Shelf.open(tmp_path / "peer-a", quick_settings())
-    shelf.team.set_token(TOKEN)
-
-    async def make() -> web.Application:
-        return standalone_app(shelf, run_downloads=False)
-
-    try:
-        with ThreadedApp(make, "test-peer-a") as app:
-            yield shelf, app
-    finally:
-        shelf.close()
 
 
 def shared_model(shelf: Shelf, tmp_path: Path, size: int, seed: int, name: str) -> Path:

@@ -18,22 +18,13 @@ import pytest
 from conftest import run_cli
 from downloads_support import MIB, cli_command, quick_env, quick_settings, wait_until
 from remote_server import RemoteServer, sha256_of, write_model_file
-from seaweed import ACCESS_KEY, SECRET_KEY, Seaweed, make_bucket, start_seaweed
+from seaweed import ACCESS_KEY, SECRET_KEY, Seaweed, add_store, make_bucket
 
 from model_shelf.library import Shelf
 from model_shelf.library.downloads import TaskState
 from model_shelf.library.errors import StoreAuthError, StoreNotFoundError
 
 PART = 5 * MIB
-
-
-@pytest.fixture(scope="module")
-def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
-    running = start_seaweed(tmp_path_factory.mktemp("seaweed"))
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +44,6 @@ def bucket(shared_bucket: str, request: pytest.FixtureRequest) -> str:
 def server() -> Iterator[RemoteServer]:
     with RemoteServer() as running:
         yield running
-
-
-def add_store(shelf: Shelf, weed: Seaweed, bucket: str, **overrides: object) -> None:
-    values: dict[str, object] = {
-        "endpoint": weed.endpoint,
-        "access_key_id": ACCESS_KEY,
-        "secret_access_key": SECRET_KEY,
-        "part_size_bytes": PART,
-    }
-    values.update(overrides)
-    shelf.team.add_store("team", f"s3://{bucket}", **values)
 
 
 def imported(shelf: Shelf, tmp_path: Path, size: int, seed: int, name: str) -> Path:

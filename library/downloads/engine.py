@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from ..errors import (
     AuthRequiredError,
@@ -56,6 +57,7 @@ from ..hashing import HashCancelled, Hashes
 from ..records import SourceRef
 from ..settings import DownloadSettings
 from ..sources import RemoteFile, ResolvedSource, resolve_source, safe_filename
+from ..stored_settings import TaskCredentials, URLCredentials
 from .breaker import CircuitBreaker
 from .http import (
     USER_AGENT,
@@ -68,7 +70,15 @@ from .http import (
 from .mirrors import ByteSource, Mirror, MirrorFinder
 from .partial import PartialFile, PartialLockedError
 from .progress import PUBLISH_INTERVAL_SECONDS, ProgressBus, SpeedMeter, snapshot
-from .tasks import ControlRequest, DownloadTask, TaskState, TaskStore, new_owner_id, utc_now
+from .tasks import (
+    ControlRequest,
+    DownloadTask,
+    TaskState,
+    TaskStore,
+    new_owner_id,
+    utc_now,
+    with_userinfo,
+)
 from .throttle import BandwidthLimiter
 from .transport import BodyStream, ResponseHead, TransferInterrupted
 
@@ -174,6 +184,9 @@ class _Job:
         self.mirrors_asked = False
         self.contributors: list[Mirror] = []
         self.bad_mirrors: list[Mirror] = []
+        # issue #15: the source URL's user:password@, read from its own file when the job
+        # starts; in memory only, and only on the URL handed to the transport.
+        self.credentials: URLCredentials | None = None
 
     def request(self, reason: str) -> None:
         """Ask the job to stop (event-loop thread only): at once, even mid-read or mid-sleep."""
@@ -221,6 +234,8 @@ class DownloadEngine:
         events (`ProgressBus`, *optional*): where progress is published.
         mirrors (`MirrorFinder`, *optional*): LAN peers and team stores, asked first for a file
             whose sha256 is known (issue #13).
+        credentials (`TaskCredentials`, *optional*): the ``user:password@`` taken out of
+            tasks' source URLs (issue #15); deleted when their task is done or cancelled.
     """
 
     def __init__(
@@ -233,9 +248,11 @@ class DownloadEngine:
         delete_files: DeleteFiles,
         events: ProgressBus | None = None,
         mirrors: MirrorFinder | None = None,
+        credentials: TaskCredentials | None = None,
     ) -> None:
         self.store = store
         self.mirrors = mirrors
+        self.credentials = credentials
         self.partial_dir = partial_dir
         self.quarantine_dir = quarantine_dir
         self.settings = settings
@@ -287,6 +304,8 @@ class DownloadEngine:
         saves = self._saves.get(task_id, 0)
         task, orphaned = self.store.request(task_id, ControlRequest.CANCEL)
         self._signal(task_id, _CANCEL)
+        if task.state is TaskState.CANCELLED:
+            self.forget_credentials([task_id])  # else its owner does, when it stops
         if orphaned:
             self._forget_parked(task_id)
             self._remove_partial(task, "download cancelled")
@@ -512,6 +531,32 @@ class DownloadEngine:
         if partial_file is not None:
             partial_file.discard_hasher()
 
+    # -- credentials of source URLs (issue #15) ------------------------------------------------
+
+    def forget_credentials(self, task_ids: Collection[str]) -> None:
+        """Delete the credentials of these tasks (done, cancelled or forgotten). Blocking."""
+        if self.credentials is not None and task_ids:
+            self.credentials.forget(task_ids)
+
+    def _credentials_for(self, task: DownloadTask) -> URLCredentials | None:
+        if self.credentials is None or task.source_kind != "url":
+            return None
+        return self.credentials.get(task.id)
+
+    @staticmethod
+    def _with_credentials(job: _Job, url: str) -> str:
+        """``url`` as the transport gets it: with the task's ``user:password@`` when it is the
+        source URL's origin (the transport sends them as Basic auth, to that origin only)."""
+        credentials = job.credentials
+        if credentials is None:
+            return url
+        source = job.task.source
+        same = (urlsplit(source).scheme.lower(), host_of(source)) == (
+            urlsplit(url).scheme.lower(),
+            host_of(url),
+        )
+        return with_userinfo(url, credentials) if same else url
+
     # -- the heartbeat: leases, requests from other processes, progress of remote tasks --------
 
     async def _say_alive(self) -> None:
@@ -590,6 +635,8 @@ class DownloadEngine:
         fields["lease_expires_at"] = None
         fields.setdefault("bytes_done", job.partial.size_on_disk())
         await self._save(job, **fields)
+        if fields.get("state") in (TaskState.DONE, TaskState.CANCELLED):
+            await self._blocking(self.forget_credentials, [job.task.id])
 
     async def _work(self, job: _Job) -> None:
         """Run one claimed task to an end state; the top level of a task: nothing escapes."""
@@ -615,6 +662,7 @@ class DownloadEngine:
             if task.control is ControlRequest.PAUSE:
                 raise _Interrupted(_PAUSE)
             await self._save(job, state=TaskState.DOWNLOADING, wait_reason=None, not_before=None)
+            job.credentials = await self._blocking(self._credentials_for, task)
             while True:
                 await self._fetch(job)
                 try:
@@ -812,7 +860,7 @@ class DownloadEngine:
         host = host_of(url)
         self.breaker.check(host)
         body = BodyStream(
-            url,
+            url if mirror is not None else self._with_credentials(job, url),
             headers,
             connect_timeout=self.settings.connect_timeout_seconds,
             stall_timeout=self.settings.stall_timeout_seconds,

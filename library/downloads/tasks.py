@@ -4,6 +4,11 @@ Unlike the index, this file is not disposable: it holds what is still to be fetc
 each download got. WAL mode lets several processes (several ComfyUI installs on one library)
 share it; every change is one short ``BEGIN IMMEDIATE`` transaction.
 
+No secret is stored here: a ``user:password@`` in a source URL is taken out before the task is
+stored (`split_userinfo`) and kept in its own owner-only file (`TaskCredentials`); the engine
+puts it back, in memory only, when it connects. Rows written before that are cleaned when the
+file is opened (`_migration_credentials_out`).
+
 A task is worked on by one process at a time: the one holding its lease (owner = host, pid and
 a per-engine token; an expiry the owner renews). A lease whose owner died expires, or is
 dropped at once when the owner was a process on this host that no longer exists.
@@ -21,12 +26,15 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from enum import Enum
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import BaseModel, Field, ValidationError
 
 from ..errors import StorageFullError, TaskNotFoundError, TaskStoreError
 from ..sqlite_store import SqliteStore
+from ..stored_settings import TaskCredentials, URLCredentials
 
 log = logging.getLogger("model_shelf.downloads")
 
@@ -140,8 +148,9 @@ class DownloadTask(BaseModel):
 
     @property
     def shown_source(self) -> str:
-        """`source` as people see it: a ``user:password@`` in a URL is left out."""
-        return _without_userinfo(self.source)
+        """`source` as people see it: a ``user:password@`` in a URL is left out (none is
+        stored since issue #15; this keeps it so for a row another version wrote)."""
+        return split_userinfo(self.source)[0]
 
     @property
     def partial_name(self) -> str:
@@ -149,14 +158,36 @@ class DownloadTask(BaseModel):
         return f"{self.id}.part"
 
 
-def _without_userinfo(source: str) -> str:
-    scheme, sep, rest = source.partition("://")
-    if not sep:
-        return source
-    authority, slash, path = rest.partition("/")
-    if "@" not in authority:
-        return source
-    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{path}"
+def split_userinfo(source: str) -> tuple[str, URLCredentials | None]:
+    """``scheme://user:password@host/...`` -> the URL without them, and them (decoded).
+
+    Anything else (a Hugging Face path, an AIR, a URL without userinfo) comes back as it is.
+    """
+    try:
+        parts = urlsplit(source)
+    except ValueError:  # not a valid URL: `resolve_source` refuses it, with its code
+        return source, None
+    if not parts.scheme or "@" not in parts.netloc:
+        return source, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    start = source.index(parts.netloc, len(parts.scheme))
+    clean = source[:start] + host + source[start + len(parts.netloc) :]
+    username, has_password, password = userinfo.partition(":")
+    credentials = URLCredentials(
+        username=unquote(username), password=unquote(password) if has_password else None
+    )
+    return clean, credentials
+
+
+def with_userinfo(url: str, credentials: URLCredentials) -> str:
+    """``url`` with ``credentials`` put back as its ``user:password@``: for the transport only,
+    which sends them as Basic auth to this origin and to no other (never stored, never shown)."""
+    parts = urlsplit(url)
+    userinfo = quote(credentials.username, safe="")
+    if credentials.password is not None:
+        userinfo += ":" + quote(credentials.password.get_secret_value(), safe="")
+    start = url.index(parts.netloc, len(parts.scheme))
+    return f"{url[:start]}{userinfo}@{url[start:]}"
 
 
 # Columns in table order. JSON columns are stored as text; everything else maps 1:1.
@@ -253,6 +284,46 @@ def _migration_usage_log(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _migration_credentials_out(db: sqlite3.Connection) -> None:
+    """Issue #15: a ``user:password@`` that older versions kept in a task's source, source key,
+    URL and source reference moves to the task's credentials file beside this one (the file is
+    written before the rows change: a crash in between leaves the step to run again).
+
+    The task list never showed them, but anyone who could read or copy ``state.db`` could. Old
+    bytes must not survive in free space: ``secure_delete`` zeroes what the updates free, and
+    `SqliteStore` checkpoints the WAL away after the steps.
+    """
+    db.execute("PRAGMA secure_delete=ON")
+    state_db = Path(db.execute("PRAGMA database_list").fetchone()[2])
+    credentials = TaskCredentials.beside(state_db)
+    rows = db.execute("SELECT id, state, source, source_key, url, source_ref FROM tasks")
+    for task_id, state, source, source_key, url, source_ref in rows.fetchall():
+        source, found = split_userinfo(source)
+        kind, colon, keyed = source_key.partition(":")
+        if colon:
+            source_key = f"{kind}:{split_userinfo(keyed)[0]}"
+        if url is not None:
+            url, in_url = split_userinfo(url)
+            found = found or in_url
+        if source_ref is not None:
+            ref = json.loads(source_ref)
+            if isinstance(ref, dict) and isinstance(ref.get("url"), str):
+                ref["url"], in_ref = split_userinfo(ref["url"])
+                found = found or in_ref
+                source_ref = json.dumps(ref)
+        if found is None:
+            continue
+        if state not in (TaskState.DONE.value, TaskState.CANCELLED.value):
+            try:
+                credentials.put(task_id, found)
+            except ValueError:  # an id no version of ours wrote: still cleaned, not kept
+                log.warning("download task %r: its URL credentials were dropped", task_id)
+        db.execute(
+            "UPDATE tasks SET source = ?, source_key = ?, url = ?, source_ref = ? WHERE id = ?",
+            (source, source_key, url, source_ref, task_id),
+        )
+
+
 def _migration_engines(db: sqlite3.Connection) -> None:
     """Issue #11: engines working on the whole queue, each with a lease it renews (like a
     task's), so that a process with no engine (the CLI) can tell whether queued downloads will
@@ -267,6 +338,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_team_byte_sources,
     _migration_usage_log,
+    _migration_credentials_out,
     _migration_engines,  # issue #11
 ]
 
@@ -448,18 +520,19 @@ class TaskStore(SqliteStore):
 
     # -- writes --------------------------------------------------------------
 
-    def prune_finished(self, keep: int) -> int:
+    def prune_finished(self, keep: int) -> list[str]:
         """Forget finished tasks (done, failed, cancelled) but the ``keep`` most recently
-        finished: the history stays bounded. Returns how many were removed."""
+        finished: the history stays bounded. Returns the ids of those removed."""
         terminal = [s.value for s in TERMINAL_ORDER]
         with self._transaction() as db:
-            cursor = db.execute(
+            rows = db.execute(
                 f"DELETE FROM tasks WHERE state IN ({_TERMINAL_MARKS}) AND rowid NOT IN"
                 f" (SELECT rowid FROM tasks WHERE state IN ({_TERMINAL_MARKS})"
-                "  ORDER BY COALESCE(finished_at, updated_at) DESC, rowid DESC LIMIT ?)",
+                "  ORDER BY COALESCE(finished_at, updated_at) DESC, rowid DESC LIMIT ?)"
+                " RETURNING id",
                 (*terminal, *terminal, keep),
-            )
-            return cursor.rowcount
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def insert(self, task: DownloadTask) -> tuple[DownloadTask, bool]:
         """Insert ``task`` unless an unfinished task for the same source exists.

@@ -48,7 +48,8 @@ class ResolvedSource(Protocol):
     """A parsed, validated source. ``locate`` is the only part that uses the network."""
 
     kind: str
-    """``"huggingface"``, ``"civitai"`` or ``"url"`` (as in `SourceRef.kind`)."""
+    """``"huggingface"``, ``"civitai"`` or ``"url"`` (as in `SourceRef.kind`), or ``"sha256"``
+    (content only: no `SourceRef`)."""
     key: str
     """Canonical identity: equal keys mean the same file."""
 
@@ -89,6 +90,7 @@ def resolve_source(text: str, settings: DownloadSettings) -> ResolvedSource:
       ``https://civitai.com/api/download/models/<v>``, ``civitai:<version id>``,
       ``urn:air:<ecosystem>:<type>:civitai:<model>@<version>``.
     * Any other ``https://`` URL (``http://`` only to this machine, or when allowed).
+    * ``sha256:<hex>``: a file only the team's stores and LAN peers can send (`content`).
 
     Args:
         text (`str`): what the user pasted.
@@ -101,11 +103,18 @@ def resolve_source(text: str, settings: DownloadSettings) -> ResolvedSource:
         `InvalidSourceError`: not a form listed above.
         `InsecureURLError`: plain HTTP off this machine, not allowed.
     """
-    from . import civitai, huggingface, url
+    from . import civitai, content, huggingface, url
 
     text = text.strip()
     if not text:
         raise InvalidSourceError("empty download source")
+    if content.recognises(text):
+        return content.parse(text)
+    if _URL_SCHEME.match(text):
+        try:
+            _ = urlsplit(text).port  # an unclosed IPv6 bracket, a port out of range
+        except ValueError as exc:  # the text may hold a password: not quoted
+            raise InvalidSourceError(f"not a valid URL: {exc}") from None
     if huggingface.recognises(text, settings):
         return huggingface.parse(text, settings)
     if civitai.recognises(text, settings):
@@ -120,7 +129,8 @@ def resolve_source(text: str, settings: DownloadSettings) -> ResolvedSource:
     raise InvalidSourceError(
         f"not a download source: {text!r}. Use an https:// URL, a Hugging Face path "
         "(org/repo/file.safetensors, hf://org/repo/file.safetensors@rev), a Civitai link, "
-        "civitai:<version id>, or an AIR (urn:air:...:civitai:<model>@<version>)"
+        "civitai:<version id>, an AIR (urn:air:...:civitai:<model>@<version>), or "
+        "sha256:<hex> (from the team's stores and peers)"
     )
 
 

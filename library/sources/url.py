@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ..downloads.http import check_secure
+from ..downloads.http import check_secure, display_url
 from ..errors import InvalidSourceError
 from ..records import SourceRef
 from ..settings import DownloadSettings
@@ -46,9 +46,11 @@ def parse(text: str, settings: DownloadSettings) -> URLSource:
     """
     parts = urlsplit(text)
     if not parts.hostname:
-        raise InvalidSourceError(f"no host in URL {text!r}")
-    normal = urlunsplit(
-        (parts.scheme.lower(), parts.netloc.lower(), parts.path or "/", parts.query, "")
-    )
+        raise InvalidSourceError(f"no host in URL {display_url(text)!r}")
+    # A ``user:password@`` is not part of the file's identity and never kept in a source: the
+    # queue takes it out first and stores it apart (issue #15). Lower-casing it would have
+    # changed the password, too.
+    host = parts.netloc.rpartition("@")[2].lower()
+    normal = urlunsplit((parts.scheme.lower(), host, parts.path or "/", parts.query, ""))
     check_secure(normal, settings.allow_insecure_http)
     return URLSource(normal)

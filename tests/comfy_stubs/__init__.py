@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -45,6 +46,21 @@ def load_stub_module(module_name: str, filename: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(module_name, STUBS_DIR / filename)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_custom_node(module_path: Path) -> ModuleType:
+    """Import a ``custom_nodes`` folder as ComfyUI 0.3.64's ``nodes.load_custom_node`` does:
+    ``spec_from_file_location`` on its ``__init__.py``, under a module name made from the
+    folder's path with dots replaced by ``_x_`` (also in ``sys.modules``)."""
+    sys_module_name = str(module_path).replace(".", "_x_")
+    spec = importlib.util.spec_from_file_location(
+        sys_module_name, os.path.join(module_path, "__init__.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[sys_module_name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -32,6 +32,20 @@ def comfy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Comfy]:
     yield Comfy(base, folder_paths, server)
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def custom_node_folder(comfy: Comfy) -> Iterator[Path]:
+    """The repository as ``custom_nodes/<odd name>``; its modules are unloaded afterwards."""
+    folder = comfy.base / "custom_nodes" / "Model Shelf.v0-1"
+    folder.symlink_to(REPO, target_is_directory=True)  # as a git clone would sit there
+    prefix = str(folder).replace(".", "_x_")
+    yield folder
+    for name in [n for n in sys.modules if n == prefix or n.startswith(prefix + ".")]:
+        del sys.modules[name]
+
+
 @pytest.fixture
 def comfy_core(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """ComfyUI's ``comfy.utils`` (ProgressBar) and ``comfy.model_management`` (cancel) stand-ins
