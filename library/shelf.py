@@ -861,7 +861,7 @@ class Shelf:
 def _open_index(layout: Layout) -> IndexStore:
     """Open the index; one that is not a database any more is set aside and rebuilt later."""
     try:
-        return IndexStore(layout.index_db)
+        index = IndexStore(layout.index_db)
     except (IndexStoreError, sqlite3.DatabaseError):
         broken = layout.index_db.with_name(layout.index_db.name + ".broken")
         for suffix in ("", "-wal", "-shm"):
@@ -869,6 +869,12 @@ def _open_index(layout: Layout) -> IndexStore:
             if src.exists():
                 src.replace(Path(str(broken) + suffix))
         return IndexStore(layout.index_db)
+    try:
+        if not index.counts_match_rows():  # rows written by a version that keeps no counts
+            index.recount()
+    except IndexStoreError as exc:  # busy (another process writing): the next sweep recounts
+        log.warning("Model Shelf: the health counts were not checked: %s", exc)
+    return index
 
 
 # --- downloads (issue #3) ---------------------------------------------------------------------

@@ -212,6 +212,31 @@ def test_an_index_from_before_the_counts_is_counted_when_opened(root, make_model
         assert expected["missing"] == (0, []) and expected["duplicates"][0] == 1
 
 
+def test_rows_written_without_the_counts_are_counted_again(root, make_model):
+    """A writer that does not keep the counts (an older version sharing the root): rows it
+    adds or removes are counted when the library opens, other changes at the next sweep."""
+    with Shelf.open(root) as shelf:
+        for seed in (1, 2, 3):
+            shelf.import_model(make_model(seed=seed), "loras", name=f"m{seed}.safetensors")
+    for path in (root / "loras").glob("m1.safetensors*"):  # an older rm: files, sidecar, row
+        path.unlink()
+    db = sqlite3.connect(root / ".shelf" / "index.db")
+    db.execute("DELETE FROM models WHERE name = 'm1.safetensors'")
+    db.commit()
+    with Shelf.open(root) as shelf:
+        assert assert_current(shelf)["models"] == 2
+    db.execute(  # an older verify finding it corrupted: the row, not the counts
+        "UPDATE models SET health = 'corrupted',"
+        " record_json = json_set(record_json, '$.health', 'corrupted')"
+        " WHERE name = 'm2.safetensors'"
+    )
+    db.commit()
+    db.close()
+    with Shelf.open(root) as shelf:
+        swept = shown(shelf.health(sweep=True))
+        assert swept == afresh(shelf) and swept["corrupted"][0] == 1
+
+
 def test_sweep_figures_are_kept_dated_and_read_by_every_process(root, make_model):
     with Shelf.open(root) as shelf:
         record = shelf.import_model(make_model(seed=1), "loras", name="m.safetensors")

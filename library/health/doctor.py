@@ -96,6 +96,9 @@ class Doctor:
             `OSError`: the root cannot be examined.
         """
         taken_at = datetime.now(timezone.utc)
+        # Seconds anyway: the counts are made afresh too, so that what a writer that does not
+        # keep them (an older version on a shared root) changed is counted after a sweep.
+        self.catalog.index.recount()
         report = self.reconciler.sweep()
         orphans = find_orphans(self.layout, self.task_state, self.settings.stale_partial_seconds)
         save_sweep(
