@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from typing import Any
 
@@ -288,6 +289,36 @@ def test_the_start_up_sync_adds_what_it_sees_to_the_kept_figures(root, make_mode
         assert report.swept_at == swept.swept_at
         assert [i.name for i in report.changed.items] == ["loras/m.safetensors"]
         assert report.orphans.count == 0 and report.orphans.items == []
+
+
+def test_each_count_agrees_with_its_items_while_another_thread_writes(root, make_model):
+    """The report reads one state of the index: while another thread keeps marking models
+    corrupted and good again, every report's count is the number of items it lists."""
+    with Shelf.open(root) as shelf:
+        records = [
+            shelf.import_model(make_model(seed=n), "loras", name=f"m{n}.safetensors")
+            for n in range(6)
+        ]
+        stop = threading.Event()
+
+        def toggle() -> None:
+            flip = 0
+            while not stop.is_set():
+                flip += 1
+                for n, record in enumerate(records):
+                    bad = (n + flip) % 2 == 0
+                    record.health = Health.CORRUPTED if bad else Health.OK
+                shelf.index.upsert_many((r, 0) for r in records[: 1 + flip % len(records)])
+
+        writer = threading.Thread(target=toggle, name="test-toggle")
+        writer.start()
+        try:
+            for _ in range(200):
+                report = shelf.health()
+                assert report.corrupted.count == len(report.corrupted.items)
+        finally:
+            stop.set()
+            writer.join(TIMEOUT)
 
 
 def test_doctor_sweeps_and_says_when(root, make_model):

@@ -130,18 +130,21 @@ class Doctor:
         if sweep:
             self.sweep()
         index = self.catalog.index
-        figures = load_sweep(index)
-        counts = index.count_rows()
-        sections = {
-            "corrupted": self._corrupted(_total(counts, health=Health.CORRUPTED)),
-            "missing": self._missing(_total(counts, health=Health.MISSING, archived=False)),
-            "damaged": self._damaged(_total(counts, health=Health.DAMAGED)),
-            "changed": self._changed(figures),
-            "pending": self._pending(sum(c.models for c in counts if c.hash_state == "pending")),
-            "duplicates": self._duplicates(),
-            "orphans": self._orphans(figures),
-            "disk": self._disk(),
-        }
+        with index.snapshot():  # every count agrees with the items listed under it
+            figures = load_sweep(index)
+            counts = index.count_rows()
+            sections = {
+                "corrupted": self._corrupted(_total(counts, health=Health.CORRUPTED)),
+                "missing": self._missing(_total(counts, health=Health.MISSING, archived=False)),
+                "damaged": self._damaged(_total(counts, health=Health.DAMAGED)),
+                "changed": self._changed(figures),
+                "pending": self._pending(
+                    sum(c.models for c in counts if c.hash_state == "pending")
+                ),
+                "duplicates": self._duplicates(),
+                "orphans": self._orphans(figures),
+                "disk": self._disk(),
+            }
         failing = self._failing_loads()
         checked = [*sections.values(), *([failing] if failing is not None else [])]
         ok = all(s.severity in (Severity.OK, Severity.INFO) for s in checked)
