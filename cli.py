@@ -22,6 +22,7 @@ from typing import Any
 from .library import HashTiming, ImportMode, ModelRecord, Shelf, ShelfError
 from .library.comfy_settings import COMFY_USER_DIRNAME, load_comfy_settings
 from .library.command import cli_command, enclosing_comfy
+from .library.downloads import TaskState
 from .library.layout import MODEL_TYPES
 from .library.logfile import log_to_file
 from .library.metadata import Licence
@@ -416,12 +417,28 @@ def _report_tasks(tasks: Sequence[Any], args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+def _hint_if_nothing_downloads(shelf: Shelf, tasks: Sequence[Any]) -> None:
+    """A queued task waits for an engine: say so (on stderr) when no process runs one on this
+    library, with the commands that start the downloads."""
+    waiting = [t.id for t in tasks if t.waits_for_engine]
+    if not waiting or shelf.downloads.engines_running():
+        return
+    which = waiting[0] if len(waiting) == 1 else "--all"
+    print(
+        f"note: nothing downloads until ComfyUI or '{cli_command()} serve' runs on this "
+        f"library; to download now: {cli_command()} resume --wait {which}",
+        file=sys.stderr,
+    )
+
+
 def cmd_add(shelf: Shelf, args: argparse.Namespace) -> int:
     task = shelf.downloads.add(
         args.source, args.type, args.name, args.sha256, priority=args.priority
     )
     if args.no_wait or task.in_terminal_state:
-        return _report_tasks([task], args)
+        code = _report_tasks([task], args)
+        _hint_if_nothing_downloads(shelf, [task])
+        return code
     return _wait_for_tasks(shelf, [task], args)
 
 
@@ -434,6 +451,7 @@ def cmd_tasks(shelf: Shelf, args: argparse.Namespace) -> int:
     else:
         for task in tasks:
             print(_task_line(task))
+    _hint_if_nothing_downloads(shelf, tasks)
     return EXIT_OK
 
 
@@ -442,6 +460,12 @@ def _control(action: str) -> Callable[[Shelf, argparse.Namespace], int]:
         service = shelf.downloads
         if args.all:
             tasks = getattr(service, f"{action}_all")()
+            if action == "resume" and getattr(args, "wait", False):
+                # Waiting for all: the queued and running ones too (taken over from a process
+                # that is gone; watched when another one runs them).
+                named = {t.id for t in tasks}
+                unfinished = [TaskState.QUEUED, TaskState.DOWNLOADING, TaskState.VERIFYING]
+                tasks += [t for t in service.list(unfinished) if t.id not in named]
         elif not args.ids:
             raise SystemExit(f"{action}: name task ids, or --all")
         else:
@@ -486,7 +510,11 @@ def add_download_commands(command: Callable[..., argparse.ArgumentParser]) -> No
         p.add_argument("ids", nargs="*", metavar="ID")
         p.add_argument("--all", action="store_true", help="every task it applies to")
         if action == "resume":
-            p.add_argument("--wait", action="store_true", help="download now, in the foreground")
+            p.add_argument(
+                "--wait",
+                action="store_true",
+                help="download now, in the foreground (with --all: every unfinished download)",
+            )
 
 
 # -- health (issue #5) ---------------------------------------------------------
@@ -495,7 +523,7 @@ _MARK = {"ok": "ok", "info": "info", "warning": "WARNING", "error": "ERROR"}
 
 
 def cmd_doctor(shelf: Shelf, args: argparse.Namespace) -> int:
-    report = shelf.health()
+    report = shelf.health(sweep=True)  # a one-shot look: every file is stat'ed now
     if args.json:
         _emit_json(report.model_dump(mode="json"))
         return EXIT_OK if report.ok else EXIT_FAILED

@@ -7,7 +7,13 @@ answered while a download runs, with the event loop's lag.
    of `Shelf.query_models` (what the route calls: filters, sort, total count) and of
    ``GET /model-shelf/models`` over loopback HTTP (everything: parsing, the thread hop, JSON).
    Target: p99 < 5 ms.
-2. Load. The standalone app runs in a thread of its own, downloading a large file from a
+2. Health report (issue #11). ``GET /model-shelf/health`` reads the counts the index keeps and
+   the last sweep's figures; its latency p50 (the median)/p99 over loopback HTTP, as a ratio to
+   ``GET /model-shelf/healthz`` on the same server in the same run (the baseline: a route that
+   reads nothing), and the direct `Shelf.health` call; the full report with a sweep first
+   (what ``doctor`` and ``?sweep=1`` cost, and what every request cost before) for contrast.
+   Target: p99 < 50 ms.
+3. Load. The standalone app runs in a process of its own, downloading a large file from a
    loopback server (hashing as it goes) while 100 requests (list, search, detail, tasks, stats,
    health) arrive at once, repeatedly. A probe in the app's loop measures how late a 5 ms sleep
    wakes up (the loop's lag). Printed: request latency and loop lag p50/p99, with and without
@@ -39,11 +45,12 @@ from remote_server import RemoteServer, write_model_file  # noqa: E402
 
 from model_shelf.library import Shelf  # noqa: E402
 from model_shelf.library.query import ModelQuery  # noqa: E402
-from model_shelf.library.records import HashState, ModelRecord  # noqa: E402
+from model_shelf.library.records import FileEntry, HashState, Health, ModelRecord  # noqa: E402
 from model_shelf.library.settings import DownloadSettings  # noqa: E402
 from model_shelf.server_routes import standalone_app  # noqa: E402
 
 TARGET_P99_MS = 5.0
+HEALTH_TARGET_P99_MS = 50.0
 WORDS = [
     "sdxl", "sd15", "flux", "pony", "anime", "realistic", "photo", "style", "detail", "tweaker",
     "portrait", "landscape", "lightning", "turbo", "inpaint", "depth", "canny", "openpose",
@@ -164,6 +171,64 @@ class ServerProcess:
         return result, self.results.get(timeout=30)
 
 
+async def alternating(url: str, paths: Sequence[str], rounds: int) -> dict[str, list[float]]:
+    """Latency of each path, one request at a time, the paths taking turns (so that a noisy
+    moment on a shared machine falls on all of them alike)."""
+    samples: dict[str, list[float]] = {path: [] for path in paths}
+    async with aiohttp.ClientSession() as session:
+        for _ in range(rounds):
+            for path in paths:
+                start = time.perf_counter()
+                async with session.get(url + path) as response:
+                    await response.read()
+                    assert response.status == 200, (path, response.status)
+                samples[path].append(time.perf_counter() - start)
+    return samples
+
+
+def health_part(shelf: Shelf, url: str, rounds: int) -> None:
+    """Part 2: the health report from kept figures, against healthz and the full sweep."""
+    print("\n2. health report")
+    # Something for every section to list: corrupted, missing, pending models and duplicates.
+    troubled = shelf.list_models(limit=1000)
+    for i, record in enumerate(troubled):
+        if i < 300:
+            record.health = Health.CORRUPTED
+        elif i < 600:  # a ghost: its recorded file is not there (the sweep keeps it so)
+            record.health = Health.MISSING
+            record.files = [FileEntry(path="gone.safetensors", size=record.size)]
+        elif i < 800:
+            record.hash_state = HashState.PENDING
+        else:
+            record.hashes = troubled[i - 100].hashes  # same sha256 as a corrupted model's
+    shelf.index.upsert_many((r, 0) for r in troubled)
+    swept = []
+    for _ in range(3):
+        start = time.perf_counter()
+        shelf.health(sweep=True)  # also keeps the sweep's figures, as doctor does
+        swept.append(time.perf_counter() - start)
+    full = summary("Shelf.health(sweep=True) (doctor)", swept)
+    direct = summary(
+        "Shelf.health() (kept figures)", [timed(shelf.health) for _ in range(rounds * 10)]
+    )
+    health, healthz = "/api/model-shelf/health", "/api/model-shelf/healthz"
+    asyncio.run(alternating(url, [healthz, health], 20))  # warm up connections and caches
+    samples = asyncio.run(alternating(url, [healthz, health], rounds * 20))
+    base = summary("GET /model-shelf/healthz (HTTP, baseline)", samples[healthz])
+    http = summary("GET /model-shelf/health (HTTP)", samples[health])
+    print(
+        f"  ratios: health/healthz p50 {http[0] / base[0]:.2f}, p99 {http[1] / base[1]:.2f}; "
+        f"sweep/kept (direct) p50 {full[0] / direct[0]:.0f}; target p99 < "
+        f"{HEALTH_TARGET_P99_MS:.0f} ms: {'met' if http[1] < HEALTH_TARGET_P99_MS else 'MISSED'}"
+    )
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 async def burst(url: str, paths: list[str], rounds: int) -> list[float]:
     """``rounds`` times: every path at once (``len(paths)`` concurrent requests)."""
     latencies: list[float] = []
@@ -190,6 +255,7 @@ def load_paths(shelf: Shelf, count: int) -> list[str]:
         lambda i: "/api/model-shelf/models/" + ids[i % len(ids)],
         lambda i: "/api/model-shelf/downloads",
         lambda i: "/api/model-shelf/stats",
+        lambda i: "/api/model-shelf/health",
         lambda i: "/api/model-shelf/models?type=loras&sort=size&limit=50",
     ]
     return [kinds[i % len(kinds)](i) for i in range(count)]
@@ -207,7 +273,7 @@ def main() -> int:
         help="the file server's pace, MiB/s (so that the download outlasts the requests)",
     )
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--search-only", action="store_true", help="skip part 2")
+    parser.add_argument("--search-only", action="store_true", help="skip part 3 (the load)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
@@ -249,10 +315,11 @@ def main() -> int:
                     f"{TARGET_P99_MS} ms: direct {'met' if direct[1] < TARGET_P99_MS else 'MISSED'}"
                     f", HTTP {'met' if http[1] < TARGET_P99_MS else 'MISSED'}"
                 )
+                health_part(shelf, app.url, args.rounds)
                 if args.search_only:
                     return 0
 
-                print(f"\n2. {args.concurrency} concurrent requests, idle and during a download")
+                print(f"\n3. {args.concurrency} concurrent requests, idle and during a download")
                 paths = load_paths(shelf, args.concurrency)
                 idle, idle_lag = app.lags_while(lambda: asyncio.run(burst(app.url, paths, 5)))
                 with RemoteServer() as remote:

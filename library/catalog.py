@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 from .errors import AmbiguousModelError, ModelNotFoundError
 from .index import IndexStore
-from .layout import LEGACY_FOLDERS, MODEL_TYPES
+from .layout import LEGACY_FOLDERS, MODEL_EXTENSIONS, MODEL_TYPES
 from .records import ModelRecord, RecordStore
 
 
@@ -14,6 +16,10 @@ class Catalog:
     def __init__(self, records: RecordStore, index: IndexStore) -> None:
         self.records = records
         self.index = index
+        self.lock = threading.RLock()
+        """Held by a change made from what was read a moment before (the watcher marking a
+        ghost) and by a removal it must not undo (a repair setting the model aside), so that
+        in this process one never saves a record the other has just removed."""
 
     def save(self, record: ModelRecord) -> ModelRecord:
         """Write the sidecar (the truth), then refresh the index row from it."""
@@ -32,7 +38,8 @@ class Catalog:
         return record
 
     def find(self, query: str, model_type: str | None = None) -> ModelRecord:
-        """One model by ``type/name``, name, bare filename, alias, or hash prefix (8+ hex digits).
+        """One model by ``type/name``, name, bare filename, alias, or hash prefix (8+ hex digits);
+        last, a name without its extension (``a`` or ``loras/a`` for ``loras/a.safetensors``).
 
         Raises:
             `ModelNotFoundError`: nothing matches.
@@ -58,5 +65,13 @@ class Catalog:
             found = lookup(query, model_type)
             if found:
                 return found
-        found = self.index.by_hash(query)
-        return [r for r in found if model_type is None or r.type == model_type]
+        found = [r for r in self.index.by_hash(query) if model_type is None or r.type == model_type]
+        if found:
+            return found
+        # Least specific: a name typed without its extension ("a" for loras/a.safetensors),
+        # with or without its type folder; several matches make `find` list them.
+        if rest and model_type is None and first in MODEL_TYPES:
+            found = self.index.by_stem(rest, MODEL_EXTENSIONS, first)
+            if found:
+                return found
+        return self.index.by_stem(query, MODEL_EXTENSIONS, model_type)

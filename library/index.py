@@ -133,12 +133,65 @@ def _migration_enrich(db: sqlite3.Connection) -> None:
     )
 
 
+def _count_rows(db: sqlite3.Connection) -> None:
+    """Fill the kept counts (empty) from every row."""
+    db.execute(
+        "INSERT INTO model_counts (type, health, hash_state, archived, models, bytes)"
+        " SELECT type, health, hash_state, archived, COUNT(*), SUM(size) FROM models"
+        " GROUP BY type, health, hash_state, archived"
+    )
+    db.execute(
+        "INSERT INTO sha_counts (sha256, models) SELECT sha256, COUNT(*) FROM models"
+        " WHERE sha256 IS NOT NULL GROUP BY sha256"
+    )
+
+
+def _migration_health_counts(db: sqlite3.Connection) -> None:
+    """Issue #11, the health report at 100,000 models without reading them: counts kept in the
+    index by its one writer (`IndexStore`: every upsert, delete and `clear`, from any thread or
+    process sharing the root), in the same transaction as the rows they count:
+
+    - ``model_counts``: models and bytes per type, health, hash state and archived flag (the
+      report's counts, the disk use per type, `count`, `count_by`);
+    - ``sha_counts``: models per sha256, with an index of those held more than once (the
+      duplicate groups, found without grouping every row);
+    - ``health_sweeps``: what the last sweep found (`Doctor.sweep`), with when it ran;
+    - ``archived`` as a column, and indexes to list a section's first items (by health, then
+      type and name) and the oldest pending models without sorting every row.
+
+    SQLite triggers would keep the counts too, but any trigger on ``models`` made each insert
+    cost three times as much (a rebuild of 100,000 models: 9 s -> 24 s).
+    """
+    db.execute("ALTER TABLE models ADD COLUMN archived INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "UPDATE models SET archived = 1"
+        " WHERE json_extract(record_json, '$.archived_at') IS NOT NULL"
+    )
+    db.execute(
+        "CREATE TABLE model_counts (type TEXT NOT NULL, health TEXT NOT NULL,"
+        " hash_state TEXT NOT NULL, archived INTEGER NOT NULL, models INTEGER NOT NULL,"
+        " bytes INTEGER NOT NULL, PRIMARY KEY (type, health, hash_state, archived)) WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE sha_counts (sha256 TEXT PRIMARY KEY, models INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX sha_counts_shared ON sha_counts(sha256) WHERE models > 1")
+    _count_rows(db)
+    db.execute(
+        "CREATE TABLE health_sweeps (kind TEXT PRIMARY KEY, taken_at TEXT NOT NULL,"
+        " body TEXT NOT NULL) WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX models_health_order ON models(health, type, name)")
+    db.execute("CREATE INDEX models_pending ON models(hash_state, created_at)")
+
+
 # Numbered steps, N -> N+1; the index's PRAGMA user_version says how far it got.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,  # issue #6
     _migration_enrich,  # issue #12
+    _migration_health_counts,  # issue #11
 ]
 
 
@@ -180,6 +233,68 @@ class LocationRow:
 _LOCATION_COLUMNS = "id, type, name, kind, health, sidecar_mtime_ns, size"
 
 
+@dataclass(frozen=True)
+class CountRow:
+    """How many models (and bytes) share one type, health, hash state and archived flag: one
+    row of the counts the index keeps (`IndexStore.count_rows`)."""
+
+    type: str
+    health: str
+    hash_state: str
+    archived: bool
+    models: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class DuplicateRow:
+    """One model of a duplicate group, read without parsing its record."""
+
+    sha256: str
+    type: str
+    name: str
+    size: int
+
+
+_COUNTED_COLUMNS = "type, health, hash_state, archived, size, sha256"
+"""What a row adds to the kept counts (`_CountChanges`)."""
+
+
+class _CountChanges:
+    """What one transaction's writes change in the kept counts, applied before it commits."""
+
+    def __init__(self) -> None:
+        self.models: dict[tuple[str, str, str, int], list[int]] = {}
+        self.shas: dict[str, int] = {}
+
+    def add(self, row: Sequence[Any], sign: int) -> None:
+        """Count (``sign`` 1) or uncount (-1) a row of `_COUNTED_COLUMNS`."""
+        model_type, health, hash_state, archived, size, sha256 = row
+        counts = self.models.setdefault((model_type, health, hash_state, int(archived)), [0, 0])
+        counts[0] += sign
+        counts[1] += sign * size
+        if sha256 is not None:
+            self.shas[sha256] = self.shas.get(sha256, 0) + sign
+
+    def apply(self, db: sqlite3.Connection) -> None:
+        db.executemany(
+            "INSERT INTO model_counts (type, health, hash_state, archived, models, bytes)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (type, health, hash_state, archived)"
+            " DO UPDATE SET models = models + excluded.models, bytes = bytes + excluded.bytes",
+            [(*key, n, b) for key, (n, b) in self.models.items() if n or b],
+        )
+        db.execute("DELETE FROM model_counts WHERE models = 0")
+        changed = [(sha, n) for sha, n in self.shas.items() if n]
+        db.executemany(
+            "INSERT INTO sha_counts (sha256, models) VALUES (?, ?)"
+            " ON CONFLICT (sha256) DO UPDATE SET models = models + excluded.models",
+            changed,
+        )
+        db.executemany(
+            "DELETE FROM sha_counts WHERE sha256 = ? AND models = 0", [(s,) for s, _ in changed]
+        )
+
+
 def _fts_query(text: str) -> str:
     """User text -> an FTS5 query: every word must match as a prefix."""
     words = re.findall(r"\w+", text, flags=re.UNICODE)
@@ -199,31 +314,48 @@ class IndexStore(SqliteStore):
 
     def upsert(self, record: ModelRecord, sidecar_mtime_ns: int = 0) -> None:
         """Insert or replace the row for ``record`` (matched by id, or by type+name)."""
-        with self._transaction() as db:
-            self._upsert(db, record, sidecar_mtime_ns)
+        self.upsert_many([(record, sidecar_mtime_ns)])
 
     def upsert_many(self, items: Iterable[tuple[ModelRecord, int]]) -> int:
         """Upsert many records in one transaction; returns how many."""
         count = 0
+        counts = _CountChanges()
         with self._transaction() as db:
             for record, mtime_ns in items:
-                self._upsert(db, record, mtime_ns)
+                self._upsert(db, record, mtime_ns, counts)
                 count += 1
+            counts.apply(db)
         return count
 
-    def _upsert(self, db: sqlite3.Connection, record: ModelRecord, sidecar_mtime_ns: int) -> None:
+    def _upsert(
+        self,
+        db: sqlite3.Connection,
+        record: ModelRecord,
+        sidecar_mtime_ns: int,
+        counts: _CountChanges,
+    ) -> None:
         old = db.execute(
-            "SELECT rowid FROM models WHERE id = ? OR (type = ? AND name = ?)",
+            f"SELECT rowid, {_COUNTED_COLUMNS} FROM models WHERE id = ? OR (type = ? AND name = ?)",
             (record.id, record.type, record.name),
         ).fetchall()
-        for (rowid,) in old:
+        for rowid, *counted in old:
             db.execute("DELETE FROM models_fts WHERE rowid = ?", (rowid,))
             db.execute("DELETE FROM models WHERE rowid = ?", (rowid,))
+            counts.add(counted, -1)
+        row = (
+            record.type,
+            record.health.value,
+            record.hash_state.value,
+            int(record.archived_at is not None),
+            record.size,
+            record.hashes.get("sha256"),
+        )
+        counts.add(row, 1)
         cursor = db.execute(
             "INSERT INTO models (id, type, name, size, sha256, blake3, xxh3, hash_state, health,"
             " architecture, model_kind, created_at, sidecar_mtime_ns, record_json, kind,"
-            " verified_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " verified_at, archived)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.type,
@@ -241,6 +373,7 @@ class IndexStore(SqliteStore):
                 record.model_dump_json(),
                 record.kind.value,
                 record.verified_at.isoformat() if record.verified_at else None,
+                row[3],
             ),
         )
         rowid = cursor.lastrowid
@@ -262,18 +395,23 @@ class IndexStore(SqliteStore):
         )
 
     def delete(self, model_id: str) -> None:
+        counts = _CountChanges()
         with self._transaction() as db:
-            for (rowid,) in db.execute(
-                "SELECT rowid FROM models WHERE id = ?", (model_id,)
+            for rowid, *counted in db.execute(
+                f"SELECT rowid, {_COUNTED_COLUMNS} FROM models WHERE id = ?", (model_id,)
             ).fetchall():
                 db.execute("DELETE FROM models_fts WHERE rowid = ?", (rowid,))
                 db.execute("DELETE FROM models WHERE rowid = ?", (rowid,))
+                counts.add(counted, -1)
+            counts.apply(db)
 
     def clear(self) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM models_fts")
             db.execute("DELETE FROM aliases")
             db.execute("DELETE FROM models")
+            db.execute("DELETE FROM model_counts")
+            db.execute("DELETE FROM sha_counts")
             db.execute("DELETE FROM folders")  # the next sync then looks at every folder
 
     # -- reads ---------------------------------------------------------------
@@ -298,6 +436,31 @@ class IndexStore(SqliteStore):
             sql += " AND type = ?"
             params.append(model_type)
         return self._records(sql + " ORDER BY type, name", tuple(params))
+
+    def by_stem(
+        self, stem: str, extensions: Iterable[str], model_type: str | None = None
+    ) -> list[ModelRecord]:
+        """Models whose name, or its last part (a bare filename), is ``stem`` plus one of
+        ``extensions`` (lowercase, with the dot): a name typed without its extension."""
+        if not stem.strip("/"):
+            return []
+        escaped = stem.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        sql = (
+            "SELECT record_json FROM models"
+            " WHERE (name LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\')"
+        )
+        params: list[object] = [f"{escaped}.%", f"%/{escaped}.%"]
+        if model_type is not None:
+            sql += " AND type = ?"
+            params.append(model_type)
+        wanted = {ext.lower() for ext in extensions}
+        found = []
+        for record in self._records(sql + " ORDER BY type, name", tuple(params)):
+            # LIKE ignores case and its % spans dots and slashes: keep stem + one extension.
+            head, _, ext = record.name.rpartition(".")
+            if f".{ext.lower()}" in wanted and (head == stem or head.endswith(f"/{stem}")):
+                found.append(record)
+        return found
 
     def by_alias(self, alias: str, model_type: str | None = None) -> list[ModelRecord]:
         sql = (
@@ -370,7 +533,45 @@ class IndexStore(SqliteStore):
         return {(t, n): (i, m) for t, n, i, m in rows}
 
     def count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+        """How many models (from the kept counts: no row is read).
+
+        Raises:
+            `IndexStoreError`: the index cannot be read.
+        """
+        return self._rows("SELECT COALESCE(SUM(models), 0) FROM model_counts")[0][0]
+
+    def recount(self) -> None:
+        """Count every row afresh into the kept counts (a fraction of a second at 100,000
+        models): what a writer that does not keep them (an older version sharing the root)
+        changed is then counted too."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM model_counts")
+            db.execute("DELETE FROM sha_counts")
+            _count_rows(db)
+
+    def counts_match_rows(self) -> bool:
+        """Do the kept counts add up to the rows there are? A cheap check (one index read),
+        run when the library opens: rows added or removed by a writer that does not keep the
+        counts show here.
+
+        Raises:
+            `IndexStoreError`: the index cannot be read.
+        """
+        return self._rows("SELECT COUNT(*) FROM models")[0][0] == self.count()
+
+    def count_rows(self) -> list[CountRow]:
+        """The counts the index keeps (`CountRow`): a few rows whatever the library's size.
+
+        Raises:
+            `IndexStoreError`: the index cannot be read.
+        """
+        return [
+            CountRow(t, h, s, bool(a), n, b)
+            for t, h, s, a, n, b in self._rows(
+                "SELECT type, health, hash_state, archived, models, bytes FROM model_counts"
+                " WHERE models > 0 ORDER BY type, health, hash_state, archived"
+            )
+        ]
 
     def name_rows(self) -> list[NameRow]:
         """Type, name, aliases and tags of every model: a name table for fast lookups.
@@ -565,11 +766,38 @@ class IndexStore(SqliteStore):
             )
         return found
 
-    def with_health(self, health: str) -> list[ModelRecord]:
-        """Models whose last check found ``health`` (a `Health` value), by type and name."""
-        return self._records(
-            "SELECT record_json FROM models WHERE health = ? ORDER BY type, name", (health,)
-        )
+    def with_health(
+        self, health: str, limit: int | None = None, *, archived: bool | None = None
+    ) -> list[ModelRecord]:
+        """Models whose last check found ``health`` (a `Health` value), by type and name.
+
+        Args:
+            limit (`int`, *optional*): at most this many (the first ones).
+            archived (`bool`, *optional*): only archived stubs (True) or only the others.
+        """
+        sql = "SELECT record_json FROM models WHERE health = ?"
+        params: list[object] = [health]
+        if archived is not None:
+            sql += " AND archived = ?"
+            params.append(int(archived))
+        sql += " ORDER BY type, name LIMIT ?"
+        return self._records(sql, (*params, -1 if limit is None else limit))
+
+    def unverified_since(self, ids: Iterable[str], since: datetime) -> list[str]:
+        """Those of ``ids`` that are hashed, present (health ok) and not verified since
+        ``since``, by type and name: what a sweep found changed and nobody has checked yet."""
+        wanted = list(dict.fromkeys(ids))
+        found: list[tuple[str, str, str]] = []
+        for start in range(0, len(wanted), 500):  # SQLite caps the number of parameters
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found += self._rows(
+                f"SELECT type, name, id FROM models WHERE id IN ({marks})"
+                " AND health = 'ok' AND hash_state = 'hashed'"
+                " AND (verified_at IS NULL OR verified_at < ?)",
+                (*chunk, since.isoformat()),
+            )
+        return [model_id for _, _, model_id in sorted(found)]
 
     def pending_rows(self, limit: int) -> list[LocationRow]:
         """Up to ``limit`` models still waiting for their digests, oldest first."""
@@ -599,23 +827,37 @@ class IndexStore(SqliteStore):
         ]
 
     def count_by(self, column: Literal["health", "hash_state", "type"]) -> dict[str, int]:
-        """How many models have each value of ``column``."""
+        """How many models have each value of ``column`` (from the kept counts)."""
         sql = _COUNT_BY[column]
         return dict(self._rows(sql))
 
     def bytes_by_type(self) -> dict[str, tuple[int, int]]:
-        """``type -> (models, bytes)`` from the recorded sizes (no walk of the folders)."""
+        """``type -> (models, bytes)`` from the recorded sizes (the kept counts: no row and no
+        folder is read)."""
         return {
             t: (n, b)
-            for t, n, b in self._rows("SELECT type, COUNT(*), SUM(size) FROM models GROUP BY type")
+            for t, n, b in self._rows(
+                "SELECT type, SUM(models), SUM(bytes) FROM model_counts GROUP BY type"
+                " HAVING SUM(models) > 0"
+            )
         }
+
+    def duplicate_rows(self) -> list[DuplicateRow]:
+        """Every model whose sha256 another model shares, by sha256, oldest first within one
+        (the order `dedupe` keeps); read from the shared-sha256 index, not by grouping rows."""
+        return [
+            DuplicateRow(*row)
+            for row in self._rows(
+                # IN, not a join: the planner then reads the shared-sha256 index first.
+                "SELECT sha256, type, name, size FROM models WHERE sha256 IN"
+                " (SELECT sha256 FROM sha_counts WHERE models > 1)"
+                " ORDER BY sha256, created_at, type, name"
+            )
+        ]
 
     def duplicate_groups(self) -> list[list[ModelRecord]]:
         """Groups of two or more models with the same sha256, oldest first in each group."""
-        rows = self._rows(
-            "SELECT sha256 FROM models WHERE sha256 IS NOT NULL GROUP BY sha256"
-            " HAVING COUNT(*) > 1 ORDER BY sha256"
-        )
+        rows = self._rows("SELECT sha256 FROM sha_counts WHERE models > 1 ORDER BY sha256")
         groups = []
         for (sha256,) in rows:
             groups.append(
@@ -627,10 +869,38 @@ class IndexStore(SqliteStore):
             )
         return groups
 
+    # -- what the last sweep found (issue #11) ---------------------------------------------------
 
-# Fixed statements: a column name never comes from input.
+    def save_sweep(self, kind: str, taken_at: datetime, body: str) -> None:
+        """Keep what a sweep of ``kind`` found (``body``, JSON), replacing the last one."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO health_sweeps (kind, taken_at, body) VALUES (?, ?, ?)",
+                (kind, taken_at.isoformat(), body),
+            )
+
+    def change_sweep(self, kind: str, change: Callable[[str], str | None]) -> None:
+        """Replace the kept ``body`` of ``kind`` with ``change(body)`` (None: leave it), in one
+        transaction: two processes changing it at once each see the other's change."""
+        with self._transaction() as db:
+            row = db.execute("SELECT body FROM health_sweeps WHERE kind = ?", (kind,)).fetchone()
+            body = change(row[0]) if row is not None else None
+            if body is not None:
+                db.execute("UPDATE health_sweeps SET body = ? WHERE kind = ?", (body, kind))
+
+    def load_sweep(self, kind: str) -> tuple[datetime, str] | None:
+        """``(taken_at, body)`` of the last sweep of ``kind``; None if none was kept.
+
+        Raises:
+            `IndexStoreError`: the index cannot be read.
+        """
+        rows = self._rows("SELECT taken_at, body FROM health_sweeps WHERE kind = ?", (kind,))
+        return (datetime.fromisoformat(rows[0][0]), rows[0][1]) if rows else None
+
+
+# Fixed statements: a column name never comes from input. Read from the kept counts.
 _COUNT_BY = {
-    "health": "SELECT health, COUNT(*) FROM models GROUP BY health",
-    "hash_state": "SELECT hash_state, COUNT(*) FROM models GROUP BY hash_state",
-    "type": "SELECT type, COUNT(*) FROM models GROUP BY type",
+    column: f"SELECT {column}, SUM(models) FROM model_counts GROUP BY {column}"
+    f" HAVING SUM(models) > 0"
+    for column in ("health", "hash_state", "type")
 }

@@ -398,6 +398,15 @@ class DownloadService:
         unfinished = [s for s in TaskState if s not in (TaskState.DONE, TaskState.CANCELLED)]
         return [self.cancel(t.id) for t in self.list(unfinished)]
 
+    def engines_running(self) -> int:
+        """How many processes run an engine on the whole queue of this library now (ComfyUI,
+        ``serve``); with none, queued downloads wait. See `TaskStore.engines_running`.
+
+        Raises:
+            `TaskStoreError`: the queue cannot be read.
+        """
+        return self.store.engines_running()
+
     def subscribe(self, listener: ProgressListener) -> Callable[[], None]:
         """Receive every `ProgressEvent` of this process's engine; returns the unsubscriber."""
         return self.engine.events.subscribe(listener)

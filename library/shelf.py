@@ -52,6 +52,7 @@ from .health import (
 )
 from .health.disk import disk_report
 from .health.report import DiskReport
+from .health.sweeps import forget_orphans, note_sync
 from .imports import HashTiming, ImportBatch, Importer, ImportMode, UnitHashes, find_unit
 from .index import IndexStore, SortOrder
 from .installer import DownloadService, LibraryInstaller, quarantine_dir
@@ -300,6 +301,7 @@ class Shelf:
         """Stat-only reconcile of index and folders (see `Reconciler`); ``full`` looks inside
         every folder, not only those whose mtime moved."""
         self.last_sync = self.reconciler.sync(full)
+        note_sync(self.index, self.last_sync)  # what it saw, into the health report's figures
         return self.last_sync
 
     def rebuild_index(self) -> int:
@@ -334,7 +336,10 @@ class Shelf:
         settings = settings or self.health_settings
         self.health_settings = settings
         self.hasher = BackgroundHasher(self.layout, self.catalog, self.verifier, settings)
-        self.watcher = Watcher(self.layout, self.reconciler, self.hasher, settings)
+        # The watcher's catch-up sweep is the health report's sweep: its figures are kept.
+        self.watcher = Watcher(
+            self.layout, self.reconciler, self.hasher, settings, sweep=self.health_sweep
+        )
         if settings.auto_repair:
             self.hasher.subscribe(self._auto_repair)
             self._unsubscribe_repairs = self.downloads.subscribe(self.repairer.on_progress)
@@ -370,13 +375,24 @@ class Shelf:
         except (ShelfError, OSError) as exc:
             log.warning("Model Shelf: cannot repair %s by itself: %s", record.display(), exc)
 
-    def health(self) -> HealthReport:
+    def health(self, *, sweep: bool = False) -> HealthReport:
         """The health report (``doctor``): every section with its count, items and fix.
 
-        Repairs whose downloads ended meanwhile are finished first.
+        Built from the counts the index keeps and the last sweep's figures (the report says
+        when that ran): a few rows are read, whatever the library's size. Repairs whose
+        downloads ended meanwhile are finished first.
+
+        Args:
+            sweep (`bool`, *optional*): stat every file and look for left-overs first
+                (`health_sweep`; seconds at 100,000 models), as ``doctor`` does.
         """
         self.repairer.finish_ready()
-        return self._doctor().report()
+        return self._doctor().report(sweep=sweep)
+
+    def health_sweep(self) -> SyncReport:
+        """Stat every recorded file and look for left-overs, and keep what was found for the
+        health report; see `Doctor.sweep`."""
+        return self._doctor().sweep()
 
     def repair(
         self, queries: Sequence[str] = (), *, all_broken: bool = False
@@ -418,7 +434,9 @@ class Shelf:
         orphans = find_orphans(
             self.layout, self._task_state, self.health_settings.stale_partial_seconds
         )
-        return Cleaner(self.layout, self.catalog, self.remover).clean(orphans)
+        report = Cleaner(self.layout, self.catalog, self.remover).clean(orphans)
+        forget_orphans(self.index)  # the health report's kept figures no longer list them
+        return report
 
     def disk_usage(self) -> DiskReport:
         """Free space of the library's disk and use per type folder."""
@@ -855,7 +873,7 @@ class Shelf:
 def _open_index(layout: Layout) -> IndexStore:
     """Open the index; one that is not a database any more is set aside and rebuilt later."""
     try:
-        return IndexStore(layout.index_db)
+        index = IndexStore(layout.index_db)
     except (IndexStoreError, sqlite3.DatabaseError):
         broken = layout.index_db.with_name(layout.index_db.name + ".broken")
         for suffix in ("", "-wal", "-shm"):
@@ -863,6 +881,12 @@ def _open_index(layout: Layout) -> IndexStore:
             if src.exists():
                 src.replace(Path(str(broken) + suffix))
         return IndexStore(layout.index_db)
+    try:
+        if not index.counts_match_rows():  # rows written by a version that keeps no counts
+            index.recount()
+    except IndexStoreError as exc:  # busy (another process writing): the next sweep recounts
+        log.warning("Model Shelf: the health counts were not checked: %s", exc)
+    return index
 
 
 # --- downloads (issue #3) ---------------------------------------------------------------------

@@ -102,6 +102,29 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads made in the block by this thread see one state of the database (a read
+        transaction: WAL keeps it while others write), so that figures read one after the
+        other agree (a count and the items it counts). The block must not write.
+
+        Raises:
+            The store's typed error (`_error`): the transaction cannot begin.
+        """
+        db = self.db
+        if db.in_transaction:  # already inside one: it is the snapshot
+            yield
+            return
+        try:
+            db.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
+            yield
+        finally:
+            if db.in_transaction:
+                db.execute("COMMIT")
+
     def _migrate(self) -> None:
         with self._transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]

@@ -548,9 +548,16 @@ class Reconciler:
             if changed:
                 report.changed.append(display)
                 report.changed_ids.append(row.id)
-        for record in self.index.get_many(to_save):
-            record.health, record.health_detail = to_save[record.id]
-            self.catalog.save(record)
+        for model_id, (health, detail) in to_save.items():
+            with self.catalog.lock:
+                # Read again under the lock: a record removed since the rows were read (a
+                # repair setting the model aside) must not come back, or it would block the
+                # download that replaces it.
+                record = self.index.get(model_id)
+                if record is None or not self.catalog.records.sidecar_path(record).exists():
+                    continue
+                record.health, record.health_detail = health, detail
+                self.catalog.save(record)
 
     def check(self, record: ModelRecord, report: SyncReport) -> None:
         """Compare one record with its files (see `sweep`) and record a ghost or a return."""

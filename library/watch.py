@@ -277,6 +277,9 @@ class Watcher:
         settings (`HealthSettings`): mode, debounce, settle and grace times.
         native_observer (`ObserverFactory`, *optional*): builds the native observer (tests
             pass one that fails, to exercise the fallback).
+        sweep (`Callable[[], SyncReport]`, *optional*): the catch-up's stat of every file;
+            default `Reconciler.sweep` (the library passes the health report's, which keeps
+            what it found).
     """
 
     def __init__(
@@ -286,9 +289,11 @@ class Watcher:
         hasher: BackgroundHasher | None,
         settings: HealthSettings,
         native_observer: ObserverFactory | None = None,
+        sweep: Callable[[], SyncReport] | None = None,
     ) -> None:
         self.layout = layout
         self.reconciler = reconciler
+        self._sweep = sweep or reconciler.sweep
         self.hasher = hasher
         self.settings = settings
         self.mode: str | None = None
@@ -553,7 +558,7 @@ class Watcher:
     def _catch_up(self, report: SyncReport) -> None:
         """Changes made between opening the library and the observer starting, and content
         rewritten in place while we were not running (the sweep)."""
-        for part in (self.reconciler.sync(), self.reconciler.sweep()):
+        for part in (self.reconciler.sync(), self._sweep()):
             for name, value in vars(part).items():
                 if isinstance(value, list):
                     getattr(report, name).extend(value)

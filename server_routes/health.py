@@ -12,8 +12,15 @@ from ..library import Shelf
 from .context import RouteContext
 from .guard import read_json
 from .paths import PREFIX
-from .responses import json_data, json_model, json_text
-from .schemas import DedupeRequest, EmptyBody, PurgeRequest, RepairRequest, VerifyRequest
+from .responses import json_data, json_model, json_text, query_params
+from .schemas import (
+    DedupeRequest,
+    EmptyBody,
+    HealthQuery,
+    PurgeRequest,
+    RepairRequest,
+    VerifyRequest,
+)
 
 VERIFY_ALL = "verification of the whole library"
 
@@ -27,9 +34,15 @@ def routes(ctx: RouteContext) -> list[web.RouteDef]:
     """The health routes, bound to ``ctx``."""
 
     async def report(request: web.Request) -> web.Response:
-        """Every section with its count, items and fix (`HealthReport`)."""
+        """Every section with its count, items and fix (`HealthReport`), from the counts the
+        index keeps and the last sweep's figures: a few rows read, at any library size.
+        ``?sweep=1`` stats every file and looks for left-overs first (seconds on a large
+        library; the sidebar's "Check files now")."""
         shelf = ctx.shelf()
-        return json_text(await ctx.run_long(lambda: shelf.health().model_dump_json()))
+        query = HealthQuery.model_validate(query_params(request))
+        if query.sweep:
+            return json_text(await ctx.run_long(lambda: shelf.health(sweep=True).model_dump_json()))
+        return json_text(await ctx.run(lambda: shelf.health().model_dump_json()))
 
     async def disk(request: web.Request) -> web.Response:
         return json_model(await ctx.run(ctx.shelf().disk_usage))

@@ -118,6 +118,14 @@ class TaskPageQuery(Body):
     limit: int = Field(200, ge=1, le=1000)
 
 
+class HealthQuery(Body):
+    """Query of ``GET /model-shelf/health``: ``sweep=1`` looks at every file first."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)  # query values are all strings
+
+    sweep: bool = False
+
+
 class TaskView(BaseModel):
     """A download task as the sidebar shows it, with its live speed and ETA."""
 

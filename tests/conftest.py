@@ -19,6 +19,7 @@ from safetensors.numpy import save_file
 from seaweed import Seaweed, start_seaweed
 
 from model_shelf.library import Shelf
+from model_shelf.library.settings import HealthSettings
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -35,6 +36,23 @@ os.environ.setdefault("MODEL_SHELF_ENRICH_BACKGROUND", "0")
 settings.register_profile("ci", derandomize=True, print_blob=True, database=None)
 settings.register_profile("dev", print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+QUICK_WATCH = HealthSettings(
+    debounce_seconds=0.05,
+    settle_seconds=0.3,
+    placed_grace_seconds=0.2,
+    polling_interval_seconds=0.2,
+    verify_interval_days=0,
+)
+"""Watcher settings for tests: short debounce, settle and grace times, no verify pass."""
+
+
+def flip_a_byte(path: Path) -> None:
+    """Corrupt a model file the way a bad disk does: one byte differs, the size stays."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
 
 
 @pytest.fixture(autouse=True)

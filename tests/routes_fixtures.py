@@ -34,7 +34,12 @@ def api_shelf(tmp_path: Path) -> Iterator[Shelf]:
 async def client(aiohttp_client: ClientFactory, api_shelf: Shelf) -> AsyncIterator[TestClient]:
     """A client of `standalone_app` over `api_shelf`; the download engine runs meanwhile."""
     app = standalone_app(api_shelf)
-    yield await aiohttp_client(app)
+    client = await aiohttp_client(app)
+    yield client
+    # The app (and its engine's threads) stops here, before `api_shelf` closes the library:
+    # fixtures end in reverse order of their start, and `aiohttp_client` started first, so its
+    # own close would come after the library's databases were closed under a running engine.
+    await client.close()
 
 
 @pytest.fixture

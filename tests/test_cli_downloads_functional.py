@@ -99,3 +99,48 @@ def test_ctrl_c_pauses_and_resume_wait_finishes(root, server, tmp_path):
     finished = cli(root, "resume", task["id"], "--wait")
     assert finished.returncode == 0, finished.stderr
     assert "checkpoints/m.safetensors" in finished.stdout
+
+
+def test_queued_downloads_say_what_starts_them(root, server, tmp_path):
+    """``add --no-wait`` and ``tasks`` say that a queued download waits for ComfyUI or ``serve``
+    (and how to download now) when no process runs an engine on the library; not while one
+    does; again once that process is killed."""
+    held = server.serve(
+        "big.safetensors", write_model_file(tmp_path / "big.safetensors", 8 * MIB), hold_at_byte=MIB
+    )
+    server.serve("m.safetensors", write_model_file(tmp_path / "m.safetensors", MIB))
+    hint = "note: nothing downloads until ComfyUI or "
+    first = cli(root, "add", server.url("big.safetensors"), "--type", "loras", "--no-wait")
+    assert first.returncode == 0, first.stderr
+    assert hint in first.stderr and " serve' runs on this library" in first.stderr
+    assert f"resume --wait {first.stdout.split()[0]}" in first.stderr  # the one task
+    queued = cli(root, "add", server.url("m.safetensors"), "--type", "vae", "--no-wait")
+    assert queued.returncode == 0, queued.stderr
+    assert f"resume --wait {queued.stdout.split()[0]}" in queued.stderr  # add: its own task
+    listed = cli(root, "tasks")
+    assert hint in listed.stderr and "resume --wait --all" in listed.stderr
+
+    serving = subprocess.Popen(
+        cli_command(root, "serve", "--port", "0", "--no-watch"),
+        env=quick_env(MODEL_SHELF_DOWNLOAD_CONCURRENCY="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until(lambda: held.bytes_sent >= MIB, what="serve to take the first download")
+        # The second task stays queued (one download at a time), but an engine will start it.
+        later = cli(root, "add", server.url("m.safetensors"), "--type", "vae", "--no-wait")
+        assert later.returncode == 0 and "queued" in later.stdout, later.stderr
+        assert hint not in later.stderr
+        assert hint not in cli(root, "tasks").stderr
+    finally:
+        serving.kill()  # SIGKILL: it cannot say it stopped; its lease names a dead process
+        serving.communicate(timeout=60)
+        held.behaviour.release.set()
+    assert hint in cli(root, "tasks").stderr
+    held.behaviour.hold_at_byte = None
+    done = cli(root, "resume", "--all", "--wait")  # what the note says: every queued task
+    assert done.returncode == 0, done.stderr
+    states = [t["state"] for t in json.loads(cli(root, "tasks", "--json").stdout)]
+    assert states == ["done", "done"]  # the second add of m found the queued task
+    assert hint not in cli(root, "tasks").stderr

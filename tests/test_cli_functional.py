@@ -67,6 +67,24 @@ def test_bad_input_gives_one_clear_line_and_changes_nothing(root, make_model, tm
     assert tree_snapshot(src.parent) == before_src
 
 
+def test_names_without_extension(root, make_model, tmp_path):
+    """``show a`` finds ``loras/a.safetensors``; a stem two models share is ambiguous and the
+    error lists both; the type folder narrows it down."""
+    run_cli(root, "import", str(make_model("a.safetensors", seed=1)), "--type", "loras", check=True)
+    shown = json.loads(run_cli(root, "show", "a", "--json", check=True).stdout)
+    assert (shown["type"], shown["name"]) == ("loras", "a.safetensors")
+    other = make_model("a.safetensors", folder=tmp_path / "other", seed=2)
+    run_cli(root, "import", str(other), "--type", "vae", "--name", "sub/a.pt", check=True)
+
+    result = run_cli(root, "show", "a")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error [AMBIGUOUS_MODEL]: ")
+    assert "loras/a.safetensors" in result.stderr and "vae/sub/a.pt" in result.stderr
+    shown = json.loads(run_cli(root, "show", "vae/a", "--json", check=True).stdout)
+    assert (shown["type"], shown["name"]) == ("vae", "sub/a.pt")
+    assert run_cli(root, "show", "a.safe").returncode == 2  # a stem is whole, not a prefix
+
+
 def test_json_errors_are_machine_readable(root):
     result = run_cli(root, "show", "nothing", "--json")
     assert json.loads(result.stdout) == {

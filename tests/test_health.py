@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import flip_a_byte, run_cli
 from downloads_support import quick_env, quick_settings
 from remote_server import RemoteServer, write_model_file
 
@@ -38,12 +38,6 @@ def server() -> Iterator[RemoteServer]:
 def shelf(root: Path) -> Iterator[Shelf]:
     with Shelf.open(root, quick_settings()) as opened:
         yield opened
-
-
-def flip_a_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
 
 
 def downloaded(shelf: Shelf, server: RemoteServer, tmp_path: Path, name: str = "good.safetensors"):
@@ -245,7 +239,7 @@ def test_clean_removes_abandoned_temporaries_and_orphaned_partials_only(shelf):
     for old in (foreign_old, orphan_part, paused_part):
         os.utime(old, (two_days_ago, two_days_ago))
 
-    report = shelf.health()
+    report = shelf.health(sweep=True)  # left-overs are found by a sweep
     assert report.orphans.count == 3 and "clean" in (report.orphans.fix or "")
     cleaned = shelf.clean()
 

@@ -3,6 +3,7 @@ that makes them fast (prefix indexes, sort indexes)."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,9 @@ def test_migration_from_version_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with monkeypatch.context() as patch:
         patch.setattr(IndexStore, "migrations", index_module.MIGRATIONS[:2])
         old = IndexStore(path)
-        old.upsert_many((record(f"sdxl-{i}.safetensors", tags=["x"]), 0) for i in range(20))
+        with old._transaction() as db:  # rows as that version's writer wrote them
+            for i in range(20):
+                _insert_version_2(db, record(f"sdxl-{i}.safetensors", tags=["x"]))
         assert old.db.execute("PRAGMA user_version").fetchone()[0] == 2
         old.close()
     store = IndexStore(path)
@@ -112,5 +115,32 @@ def test_migration_from_version_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         assert {"models_type_name", "models_name", "models_health"} <= indexes
         assert len(store.search("s")) == 20  # the full-text table kept every row
         assert run_query(store, ModelQuery(text="sd", tag="x")).total == 20
+        assert store.count() == 20 and store.count_by("type") == {"loras": 20}  # issue #11
     finally:
         store.close()
+
+
+def _insert_version_2(db: sqlite3.Connection, item: ModelRecord) -> None:
+    """One row and its full-text entry, in the columns of index version 2."""
+    cursor = db.execute(
+        "INSERT INTO models (id, type, name, size, sha256, hash_state, health, architecture,"
+        " created_at, record_json, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            item.id,
+            item.type,
+            item.name,
+            item.size,
+            item.hashes.get("sha256"),
+            item.hash_state.value,
+            item.health.value,
+            item.probe.architecture,
+            item.created_at.isoformat(),
+            item.model_dump_json(),
+            item.kind.value,
+        ),
+    )
+    db.execute(
+        "INSERT INTO models_fts (rowid, name, aliases, tags, sources, architecture)"
+        " VALUES (?, ?, '', ?, '', ?)",
+        (cursor.lastrowid, f"{item.type} {item.name}", " ".join(item.tags), ""),
+    )

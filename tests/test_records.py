@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import ModelFactory, run_cli, tree_snapshot
+from conftest import QUICK_WATCH, ModelFactory, run_cli, tree_snapshot
 from routes_support import JSON, json_of
 
 from model_shelf.library import Shelf
@@ -23,7 +23,6 @@ from model_shelf.library.errors import ModelNotFoundError
 from model_shelf.library.imports import ImportMode
 from model_shelf.library.query import ModelQuery
 from model_shelf.library.records import Health, ModelRecord
-from model_shelf.library.settings import HealthSettings
 
 pytest_plugins = ["routes_fixtures"]
 
@@ -146,14 +145,7 @@ def test_the_watcher_marks_a_record_leading_outside_damaged_and_reads_nothing(
     shelf: Shelf, make_model: ModelFactory, outside: Path
 ) -> None:
     record = shelf.import_model(make_model(seed=2), "loras", name="bad.safetensors")
-    settings = HealthSettings(
-        debounce_seconds=0.05,
-        settle_seconds=0.3,
-        placed_grace_seconds=0.2,
-        polling_interval_seconds=0.2,
-        verify_interval_days=0,
-    )
-    watcher = shelf.start_watching(settings)
+    watcher = shelf.start_watching(QUICK_WATCH)
     try:
         assert watcher.wait_idle(TIMEOUT)
         before = tree_snapshot(outside)

@@ -84,3 +84,50 @@ async def test_dedupe_purge_clean(
     for body in ({"apply": "yes"}, {"keep": "x"}, {"names": [1]}, {"ids": "x"}):
         response = await client.post("/model-shelf/health/dedupe", json=body, headers=JSON)
         assert response.status == 422
+
+
+async def test_names_without_extension_resolve_in_dedupe(
+    client: TestClient, add_model, api_shelf: Shelf
+) -> None:
+    """``keep`` goes through the one name resolver: a name typed without its extension (and
+    without its type folder) finds the model when unique, and lists the candidates when not."""
+    first = add_model("one.safetensors", "loras")
+    copy = api_shelf.model_path(first).with_name("two.safetensors")
+    copy.write_bytes(api_shelf.model_path(first).read_bytes())
+    add_model("two.ckpt", "vae", size=4096)
+    api_shelf.sync(full=True)
+    api_shelf.verify(["loras/two.safetensors"])
+
+    ambiguous = await post(client, "/dedupe", {"apply": True, "keep": ["two"]}, status=409)
+    assert ambiguous["code"] == "AMBIGUOUS_MODEL"
+    assert "loras/two.safetensors" in ambiguous["message"]
+    assert "vae/two.ckpt" in ambiguous["message"]
+    assert copy.exists()  # refused before any change
+
+    merged = await post(client, "/dedupe", {"apply": True, "keep": ["loras/two"]})
+    assert merged["merged"] == {"loras/two.safetensors": ["loras/one.safetensors"]}
+    missing = await post(client, "/dedupe", {"apply": True, "keep": ["thre"]}, status=404)
+    assert missing["code"] == "MODEL_NOT_FOUND"
+
+
+async def test_report_reads_kept_figures_and_sweeps_on_request(
+    client: TestClient, add_model, api_shelf: Shelf
+) -> None:
+    """The report comes from kept figures (and says when the last sweep ran); ``?sweep=1``
+    looks at every file first."""
+    record = add_model("a.safetensors", "loras", size=10_000)
+    path = api_shelf.model_path(record)
+    later = path.stat().st_mtime_ns + 5_000_000_000
+    os.utime(path, ns=(later, later))  # touched in place: only a sweep notices
+
+    kept = await json_of(await client.get("/model-shelf/health"))
+    assert kept["swept_at"] is None and kept["changed"]["count"] == 0
+    swept = await json_of(await client.get("/model-shelf/health?sweep=1"))
+    assert swept["swept_at"] is not None
+    assert [i["name"] for i in swept["changed"]["items"]] == ["loras/a.safetensors"]
+    again = await json_of(await client.get("/model-shelf/health"))
+    assert again["swept_at"] == swept["swept_at"] and again["changed"]["count"] == 1
+    for bad in ("sweep=maybe", "other=1"):
+        response = await client.get(f"/model-shelf/health?{bad}")
+        assert response.status == 422
+        assert (await json_of(response))["code"] == "INVALID_REQUEST"

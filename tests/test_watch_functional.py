@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from comfy_stubs import Comfy
+from conftest import QUICK_WATCH
 
 from model_shelf.library import Shelf
 from model_shelf.library.comfy_paths import FolderPathsBridge
@@ -29,13 +30,7 @@ pytest_plugins = ["comfy_stubs.fixtures"]
 
 TIMEOUT = 30.0
 
-QUICK = HealthSettings(
-    debounce_seconds=0.05,
-    settle_seconds=0.3,
-    placed_grace_seconds=0.2,
-    polling_interval_seconds=0.2,
-    verify_interval_days=0,
-)
+QUICK = QUICK_WATCH  # the name these tests use
 
 
 class Batches:

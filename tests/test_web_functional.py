@@ -327,6 +327,10 @@ def test_health_and_settings_views(
     assert "broken.safetensors" in section.text_content()
     assert section.locator("button[title='Repair all']").count() == 1
     assert page.locator("[data-testid=disk] tr[data-type=vae]").count() == 1
+    assert "not checked" in page.locator("[data-testid=swept]").text_content()
+    page.click("button[title^='Look at every file now']")
+    page.wait_for_selector("[data-testid=swept]:has-text('last checked')")
+    assert shelf.health().swept_at is not None
     shot(page, "11-health")
 
     page.click("[data-view=settings]")

@@ -279,6 +279,7 @@ class DownloadEngine:
         self._stopping: str | None = None
         self._running = threading.Event()
         self._watched: dict[str, tuple[TaskState, int]] = {}
+        self._alive_until = 0.0  # monotonic time of the next renewal of the engine's lease
         # Saves published per task: an answer to pause/cancel/resume, published later on the
         # loop, is dropped if the task was saved (and published) since it was made.
         self._saves: dict[str, int] = {}
@@ -429,6 +430,7 @@ class DownloadEngine:
         self._wake = asyncio.Event()
         self._finished = asyncio.Event()
         self._stopping = None
+        self._alive_until = 0.0
         self._limiter = BandwidthLimiter(self.settings.bandwidth_limit_bytes_per_second)
         # Sized for the largest concurrency `apply_settings` may set; threads start on demand.
         self._pool = ThreadPoolExecutor(
@@ -439,6 +441,8 @@ class DownloadEngine:
         workers: set[asyncio.Task[None]] = set()
         heartbeat = asyncio.create_task(self._heartbeat(only_ids), name="model-shelf-heartbeat")
         try:
+            if only_ids is None:  # the whole queue: tell other processes (`engines_running`)
+                await self._say_alive()
             while self._stopping is None:
                 # Cleared before the claims, not after: a stop (or a finished worker) signalled
                 # while a claim waits in its thread must end the wait below at once.
@@ -474,6 +478,9 @@ class DownloadEngine:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            if only_ids is None:
+                with contextlib.suppress(ShelfError):  # else its lease expires by itself
+                    await self._blocking(self.store.engine_gone, self.owner)
             for partial_file in self._parked.values():
                 partial_file.discard_hasher()
             self._parked.clear()
@@ -558,9 +565,23 @@ class DownloadEngine:
 
     # -- the heartbeat: leases, requests from other processes, progress of remote tasks --------
 
+    async def _say_alive(self) -> None:
+        """Renew this engine's lease in the engine table (a third of the lease ahead)."""
+        now = time.monotonic()
+        if now < self._alive_until:
+            return
+        try:
+            await self._blocking(self.store.engine_alive, self.owner, self.settings.lease_seconds)
+        except ShelfError as exc:  # a locked or full database: the next beat tries again
+            log.warning("could not renew the download engine's lease: %s", exc)
+            return
+        self._alive_until = now + self.settings.lease_seconds / 3
+
     async def _heartbeat(self, only: set[str] | None) -> None:
         while True:
             await asyncio.sleep(self.settings.poll_interval_seconds)
+            if only is None:
+                await self._say_alive()
             for job in list(self._jobs.values()):
                 try:
                     row = await self._blocking(

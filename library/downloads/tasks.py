@@ -145,6 +145,17 @@ class DownloadTask(BaseModel):
         return self.state in (TaskState.DOWNLOADING, TaskState.VERIFYING)
 
     @property
+    def waits_for_engine(self) -> bool:
+        """Only an engine that claims it moves it on: queued, or left running by a process
+        that is gone (its lease lapsed, or its owner on this host has exited)."""
+        if self.state is TaskState.QUEUED:
+            return True
+        if not self.running:
+            return False
+        lapsed = self.lease_expires_at is None or self.lease_expires_at < time.time()
+        return lapsed or self.lease_owner is None or owner_is_dead(self.lease_owner)
+
+    @property
     def bytes_saved(self) -> int:
         """Bytes that came from a LAN peer or a team store instead of the internet."""
         return sum(n for kind, n in self.byte_sources.items() if kind != "internet")
@@ -333,6 +344,15 @@ def _migration_credentials_out(db: sqlite3.Connection) -> None:
         )
 
 
+def _migration_engines(db: sqlite3.Connection) -> None:
+    """Issue #11: engines working on the whole queue, each with a lease it renews (like a
+    task's), so that a process with no engine (the CLI) can tell whether queued downloads will
+    start by themselves."""
+    db.execute(
+        "CREATE TABLE engines (owner TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID"
+    )
+
+
 # Numbered steps, N -> N+1; PRAGMA user_version says how far the file got.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
@@ -340,6 +360,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_usage_log,
     _migration_credentials_out,
     _migration_task_origin,  # issue #11
+    _migration_engines,  # issue #11
 ]
 
 
@@ -480,6 +501,31 @@ class TaskStore(SqliteStore):
             return dict(self.db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state"))
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
+
+    def engine_alive(self, owner: str, lease_seconds: float) -> None:
+        """Say that ``owner``'s engine works on the whole queue for ``lease_seconds`` more."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO engines (owner, expires_at) VALUES (?, ?)",
+                (owner, time.time() + lease_seconds),
+            )
+
+    def engine_gone(self, owner: str) -> None:
+        """``owner``'s engine has stopped."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM engines WHERE owner = ?", (owner,))
+
+    def engines_running(self) -> int:
+        """How many engines (in any process) work on the whole queue now: leases not expired,
+        and not held by a process of this host that has exited (killed before it could say
+        so)."""
+        try:
+            rows = self.db.execute(
+                "SELECT owner FROM engines WHERE expires_at > ?", (time.time(),)
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return sum(1 for (owner,) in rows if not owner_is_dead(owner))
 
     def latest_for_source(self, source_key: str) -> DownloadTask | None:
         """The newest task for ``source_key``, in any state."""

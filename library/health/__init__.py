@@ -1,5 +1,6 @@
 """Health of the library: background hashing and verification (`hasher`), the health report
-(`report`, built by `doctor`), duplicates, clean-up of left-overs, disk headroom, and repair
+(`report`, built by `doctor` from the index's counts and the last sweep's figures, `sweeps`),
+duplicates, clean-up of left-overs, disk headroom, and repair
 through the download queue."""
 
 from .cleanup import Cleaner, CleanReport, Orphan, find_orphans
@@ -8,6 +9,7 @@ from .duplicates import DedupeReport, Deduplicator, find_duplicates
 from .hasher import BackgroundHasher, HasherStatus, WorkKind
 from .repair import Repairer, RepairJob, RepairResult, repairable
 from .report import DiskReport, DuplicateGroup, HealthItem, HealthReport, HealthSection, Severity
+from .sweeps import SweepFigures
 
 __all__ = [
     "BackgroundHasher",
@@ -27,6 +29,7 @@ __all__ = [
     "RepairResult",
     "Repairer",
     "Severity",
+    "SweepFigures",
     "WorkKind",
     "find_duplicates",
     "find_orphans",

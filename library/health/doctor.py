@@ -1,8 +1,11 @@
-"""`Doctor`: builds the `HealthReport` from the index, a stat sweep, the disk and the state folder.
+"""`Doctor`: builds the `HealthReport` from the counts the index keeps, what the last sweep
+found, the disk and the state folder.
 
 No model file is read: corruption shows up through verification (the background hasher, or
-``verify``); the report says what the last checks found, plus what a stat of every file shows
-now (ghosts, returns, content changed since it was recorded).
+``verify``); the report says what the last checks found. What only a look at every file shows
+(content changed since it was recorded, left-overs) comes from the last sweep (`Doctor.sweep`,
+kept by `sweeps`), and the report says when that was: building it reads a few rows, not the
+whole library, so that the sidebar's health tab answers at once at 100,000 models.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ from datetime import datetime, timezone
 
 from ..catalog import Catalog
 from ..command import cli_command
+from ..index import CountRow
 from ..layout import Layout
 from ..records import Health, ModelRecord
 from ..settings import HealthSettings
-from ..sync import Reconciler
+from ..sync import Reconciler, SyncReport
 from ..units import human_size
 from .cleanup import TaskStateOf, find_orphans
 from .disk import disk_report
@@ -31,6 +35,7 @@ from .report import (
     HealthSection,
     Severity,
 )
+from .sweeps import SweepFigures, load_sweep, save_sweep
 
 MAX_ITEMS = 100
 """Items listed per section (the count is always complete)."""
@@ -79,34 +84,75 @@ class Doctor:
         self.hasher = hasher
         self.failing_loads = failing_loads
 
-    def report(self) -> HealthReport:
-        """Sweep (stat every recorded file), then build every section.
+    def sweep(self) -> SyncReport:
+        """Stat every recorded file (`Reconciler.sweep`: ghosts, returns, content changed) and
+        look for left-overs, and keep what was found for `report`. Seconds at 100,000 models.
+
+        Returns:
+            `SyncReport`: the stat sweep's findings (the watcher verifies ``changed_ids``).
+
+        Raises:
+            `IndexStoreError`: the index cannot be read or written.
+            `OSError`: the root cannot be examined.
+        """
+        taken_at = datetime.now(timezone.utc)
+        # Seconds anyway: the counts are made afresh too, so that what a writer that does not
+        # keep them (an older version on a shared root) changed is counted after a sweep.
+        self.catalog.index.recount()
+        report = self.reconciler.sweep()
+        orphans = find_orphans(self.layout, self.task_state, self.settings.stale_partial_seconds)
+        save_sweep(
+            self.catalog.index,
+            SweepFigures(
+                taken_at=taken_at,
+                changed_ids=report.changed_ids,
+                orphans=[
+                    HealthItem(name=str(o.path), detail=o.reason, size=o.size)
+                    for o in orphans[:MAX_ITEMS]
+                ],
+                orphan_count=len(orphans),
+                orphan_bytes=sum(o.size for o in orphans),
+            ),
+        )
+        return report
+
+    def report(self, *, sweep: bool = False) -> HealthReport:
+        """Every section, from the counts the index keeps and the last sweep's figures.
+
+        Args:
+            sweep (`bool`, *optional*): `sweep` first (``doctor``; seconds on a large library),
+                instead of using what the last sweep found.
 
         Raises:
             `IndexStoreError`: the index cannot be read.
             `OSError`: the root cannot be examined.
         """
-        sweep = self.reconciler.sweep()
+        if sweep:
+            self.sweep()
         index = self.catalog.index
-        sections = {
-            "corrupted": self._corrupted(index.with_health(Health.CORRUPTED.value)),
-            "missing": self._missing(
-                [r for r in index.with_health(Health.MISSING.value) if r.archived_at is None]
-            ),
-            "damaged": self._damaged(index.with_health(Health.DAMAGED.value)),
-            "changed": self._changed(sweep.changed_ids),
-            "pending": self._pending(),
-            "duplicates": self._duplicates(),
-            "orphans": self._orphans(),
-            "disk": self._disk(),
-        }
+        with index.snapshot():  # every count agrees with the items listed under it
+            figures = load_sweep(index)
+            counts = index.count_rows()
+            sections = {
+                "corrupted": self._corrupted(_total(counts, health=Health.CORRUPTED)),
+                "missing": self._missing(_total(counts, health=Health.MISSING, archived=False)),
+                "damaged": self._damaged(_total(counts, health=Health.DAMAGED)),
+                "changed": self._changed(figures),
+                "pending": self._pending(
+                    sum(c.models for c in counts if c.hash_state == "pending")
+                ),
+                "duplicates": self._duplicates(),
+                "orphans": self._orphans(figures),
+                "disk": self._disk(),
+            }
         failing = self._failing_loads()
         checked = [*sections.values(), *([failing] if failing is not None else [])]
         ok = all(s.severity in (Severity.OK, Severity.INFO) for s in checked)
         return HealthReport(
             root=str(self.layout.root),
             generated_at=datetime.now(timezone.utc),
-            models=index.count(),
+            swept_at=figures.taken_at if figures is not None else None,
+            models=sum(c.models for c in counts),
             ok=ok,
             background=self._background(),
             failing_loads=failing,
@@ -134,7 +180,8 @@ class Doctor:
             else None,
         )
 
-    def _corrupted(self, records: list[ModelRecord]) -> HealthSection:
+    def _corrupted(self, count: int) -> HealthSection:
+        records = self.catalog.index.with_health(Health.CORRUPTED.value, MAX_ITEMS)
         without_source = [r for r in records if not repairable(r)]
         fix = (
             f"'{CLI} repair NAME' (or 'repair --all') downloads it again from its source and "
@@ -145,65 +192,69 @@ class Doctor:
         return HealthSection(
             key="corrupted",
             title="Corrupted: content differs from the record",
-            severity=Severity.ERROR if records else Severity.OK,
-            count=len(records),
-            items=[_item(r) for r in records[:MAX_ITEMS]],
-            fix=fix if records else None,
+            severity=Severity.ERROR if count else Severity.OK,
+            count=count,
+            items=[_item(r) for r in records],
+            fix=fix if count else None,
         )
 
-    def _missing(self, records: list[ModelRecord]) -> HealthSection:
+    def _missing(self, count: int) -> HealthSection:
+        # Archived stubs (files removed on purpose by cleanup) are not ghosts.
+        records = self.catalog.index.with_health(Health.MISSING.value, MAX_ITEMS, archived=False)
         return HealthSection(
             key="missing",
             title="Missing: recorded, but the files are gone (ghosts)",
-            severity=Severity.WARNING if records else Severity.OK,
-            count=len(records),
-            items=[_item(r) for r in records[:MAX_ITEMS]],
+            severity=Severity.WARNING if count else Severity.OK,
+            count=count,
+            items=[_item(r) for r in records],
             fix=(
                 "put the files back (they are found again), "
                 f"'{CLI} repair NAME' to download them again, "
                 f"or '{CLI} purge-ghosts' to forget them"
             )
-            if records
+            if count
             else None,
         )
 
-    def _damaged(self, records: list[ModelRecord]) -> HealthSection:
+    def _damaged(self, count: int) -> HealthSection:
+        records = self.catalog.index.with_health(Health.DAMAGED.value, MAX_ITEMS)
         return HealthSection(
             key="damaged",
             title="Record damaged: unreadable, or it lists files outside the library",
-            severity=Severity.ERROR if records else Severity.OK,
-            count=len(records),
-            items=[_item(r) for r in records[:MAX_ITEMS]],
+            severity=Severity.ERROR if count else Severity.OK,
+            count=count,
+            items=[_item(r) for r in records],
             fix=(
                 f"'{CLI} repair NAME' (or 'repair --all') re-creates the record from the model "
                 "file, hashing it; the damaged record is kept in .shelf/damaged/"
             )
-            if records
+            if count
             else None,
         )
 
-    def _changed(self, ids: list[str]) -> HealthSection:
-        records = [
-            r
-            for r in self.catalog.index.get_many(ids)
-            if r.health is Health.OK and r.hash_state.value == "hashed"
-        ]
+    def _changed(self, figures: SweepFigures | None) -> HealthSection:
+        # What the sweep found, less what was verified (or changed otherwise) since.
+        ids = (
+            self.catalog.index.unverified_since(figures.changed_ids, figures.taken_at)
+            if figures is not None
+            else []
+        )
+        records = sorted(self.catalog.index.get_many(ids[:MAX_ITEMS]), key=ModelRecord.display)
         return HealthSection(
             key="changed",
             title="Changed on disk since recorded (not verified yet)",
-            severity=Severity.WARNING if records else Severity.OK,
-            count=len(records),
-            items=[_item(r) for r in records[:MAX_ITEMS]],
+            severity=Severity.WARNING if ids else Severity.OK,
+            count=len(ids),
+            items=[_item(r) for r in records],
             fix=(
                 f"'{CLI} verify NAME' compares the content with the record "
                 "(done by itself while the library is watched)"
             )
-            if records
+            if ids
             else None,
         )
 
-    def _pending(self) -> HealthSection:
-        count = self.catalog.index.count_by("hash_state").get("pending", 0)
+    def _pending(self, count: int) -> HealthSection:
         rows = self.catalog.index.pending_rows(MAX_ITEMS)
         return HealthSection(
             key="pending",
@@ -251,19 +302,16 @@ class Doctor:
             ),
         )
 
-    def _orphans(self) -> HealthSection:
-        orphans = find_orphans(self.layout, self.task_state, self.settings.stale_partial_seconds)
-        total = sum(o.size for o in orphans)
+    def _orphans(self, figures: SweepFigures | None) -> HealthSection:
+        count = figures.orphan_count if figures is not None else 0
+        total = figures.orphan_bytes if figures is not None else 0
         return HealthSection(
             key="orphans",
             title="Left-over temporaries and partial downloads",
-            severity=Severity.INFO if orphans else Severity.OK,
-            count=len(orphans),
-            items=[
-                HealthItem(name=str(o.path), detail=o.reason, size=o.size)
-                for o in orphans[:MAX_ITEMS]
-            ],
-            fix=f"'{CLI} clean' removes them (frees {human_size(total)})" if orphans else None,
+            severity=Severity.INFO if count else Severity.OK,
+            count=count,
+            items=figures.orphans if figures is not None else [],
+            fix=f"'{CLI} clean' removes them (frees {human_size(total)})" if count else None,
         )
 
     def _disk(self) -> DiskSection:
@@ -315,3 +363,12 @@ class Doctor:
             bytes_hashed=status.bytes_hashed,
             verify_pass_requested_at=status.pass_requested_at,
         )
+
+
+def _total(counts: list[CountRow], *, health: Health, archived: bool | None = None) -> int:
+    """Models with ``health`` (and, if given, that archived flag) in the kept counts."""
+    return sum(
+        c.models
+        for c in counts
+        if c.health == health.value and (archived is None or c.archived == archived)
+    )

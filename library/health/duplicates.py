@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..catalog import Catalog
 from ..errors import RecordError
+from ..index import DuplicateRow
 from ..records import HashState, Health, ModelRecord, RecordStore
 from ..removal import Remover
 from ..verify import Verifier
@@ -24,26 +25,22 @@ class DedupeReport:
     bytes_freed: int = 0
 
 
-def _group(records: list[ModelRecord]) -> tuple[ModelRecord, list[ModelRecord], list[ModelRecord]]:
-    """(kept, same-type others, copies in other types): the oldest copy is kept."""
-    kept = records[0]
-    same = [r for r in records[1:] if r.type == kept.type]
-    other = [r for r in records[1:] if r.type != kept.type]
-    return kept, same, other
-
-
 def find_duplicates(catalog: Catalog) -> list[DuplicateGroup]:
-    """Every group of models sharing a sha256, oldest first (the one `dedupe` keeps)."""
+    """Every group of models sharing a sha256, oldest first (the one `dedupe` keeps). Reads the
+    index's shared-sha256 rows only: no record is parsed, no other row is read."""
+    by_sha: dict[str, list[DuplicateRow]] = {}
+    for row in catalog.index.duplicate_rows():
+        by_sha.setdefault(row.sha256, []).append(row)
     groups = []
-    for records in catalog.index.duplicate_groups():
-        kept, same, other = _group(records)
+    for sha256, rows in by_sha.items():
+        kept = rows[0]
         groups.append(
             DuplicateGroup(
-                sha256=kept.hashes["sha256"],
+                sha256=sha256,
                 size=kept.size,
-                keep=kept.display(),
-                others=[r.display() for r in same],
-                across_types=[r.display() for r in other],
+                keep=f"{kept.type}/{kept.name}",
+                others=[f"{r.type}/{r.name}" for r in rows[1:] if r.type == kept.type],
+                across_types=[f"{r.type}/{r.name}" for r in rows[1:] if r.type != kept.type],
             )
         )
     return groups

@@ -121,15 +121,16 @@ class Repairer:
                 return job
         source = repair_source(record) or ""
         self.folder.mkdir(parents=True, exist_ok=True)
-        set_aside = self._set_aside(record)
-        intent = {"record": record.model_dump(mode="json"), "set_aside": set_aside}
-        atomic_write_bytes(self._intent(record.id), json.dumps(intent).encode())
-        self.remover.delete(
-            [self.catalog.records.sidecar_path(record)],
-            reason=f"repair: downloading {record.display()} again from {source}",
-            record=record,
-        )
-        self.catalog.index.delete(record.id)
+        with self.catalog.lock:  # the watcher must not save the record back meanwhile
+            set_aside = self._set_aside(record)
+            intent = {"record": record.model_dump(mode="json"), "set_aside": set_aside}
+            atomic_write_bytes(self._intent(record.id), json.dumps(intent).encode())
+            self.remover.delete(
+                [self.catalog.records.sidecar_path(record)],
+                reason=f"repair: downloading {record.display()} again from {source}",
+                record=record,
+            )
+            self.catalog.index.delete(record.id)
         try:
             task = self.downloads.add(
                 source, record.type, record.name, sha256=record.hashes.get("sha256")

@@ -101,6 +101,9 @@ class HealthReport(BaseModel):
 
     root: str
     generated_at: datetime
+    swept_at: datetime | None = None
+    """When the last sweep ran: ``changed`` and ``orphans`` are what it found (less what was
+    verified or cleaned since). None: no sweep yet (``doctor`` or "check files now" runs one)."""
     models: int
     ok: bool
     """No section is a warning or an error."""

@@ -103,7 +103,8 @@ export function shelfClient(api) {
     preload: (name) => call("/usage/preload", { method: "POST", body: { name } }),
     alternatives: (type, name) => call(`/alternatives${query({ type, name })}`),
     // health
-    health: () => call("/health"),
+    // sweep: stat every file and look for left-overs first (seconds on a large library)
+    health: (sweep = false) => call(sweep ? "/health?sweep=1" : "/health"),
     verify: (ids = []) => call("/health/verify", { method: "POST", body: { ids } }),
     repair: (ids = [], all = false) => call("/health/repair", { method: "POST", body: { ids, all } }),
     dedupe: (apply = false) => call("/health/dedupe", { method: "POST", body: { apply } }),

@@ -15,10 +15,22 @@ export class HealthView {
     this.disk = el("div.ms-disk", { "data-testid": "disk" });
     this.sections = el("div.ms-sections", { "data-testid": "health-sections" });
     this.summary = el("p.ms-summary");
+    // Changed files and left-overs are what the last sweep found (the report says when).
+    this.swept = el("p.ms-swept", { "data-testid": "swept" });
     this.element = el(
       "section.ms-view.ms-health",
       {},
-      el("div.ms-row", {}, this.summary, button("Refresh", "pi-refresh", () => this.reload(), { compact: true })),
+      el(
+        "div.ms-row",
+        {},
+        this.summary,
+        button("Refresh", "pi-refresh", () => this.reload(), { compact: true }),
+        button("Check files", "pi-search", () => this.reload(true), {
+          compact: true,
+          title: "Look at every file now for changes and left-overs (can take a while)",
+        }),
+      ),
+      this.swept,
       this.disk,
       this.sections,
     );
@@ -61,10 +73,10 @@ export class HealthView {
     this.reload();
   }
 
-  async reload() {
+  async reload(sweep = false) {
     let report;
     try {
-      report = await this.client.health();
+      report = await this.client.health(sweep);
     } catch (error) {
       this.summary.textContent = error.message;
       return;
@@ -72,6 +84,9 @@ export class HealthView {
     this.summary.textContent = report.ok
       ? `All good: ${report.models.toLocaleString()} models`
       : `${report.models.toLocaleString()} models; some need a look`;
+    this.swept.textContent = report.swept_at
+      ? `Files last checked for changes and left-overs: ${new Date(report.swept_at).toLocaleString()}`
+      : "Files not checked for changes and left-overs yet (Check files)";
     this.renderDisk(report.disk.disk);
     clear(this.sections);
     for (const section of [report.corrupted, report.missing, report.damaged, report.changed, report.pending, report.duplicates, report.orphans, ...(report.failing_loads ? [report.failing_loads] : [])]) {
