@@ -211,8 +211,10 @@ def standalone_app(
         finally:
             ctx.events.close()
             if engine is not None:
-                if not engine.done():
+                if shelf.downloads.engine.is_running:
                     await shelf.downloads.stop()
+                else:  # not started yet (an app closed at once): `run` would forget a stop
+                    engine.cancel()
                 await asyncio.gather(engine, return_exceptions=True)
             await ctx.jobs.wait()
             wiring.stop()

@@ -79,3 +79,23 @@ def test_serve_answers_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     logged = log_file.read_text()
     assert f"model_shelf.cli: serving http://127.0.0.1:{port}/" in logged
     assert "model_shelf.cli: stopped" in logged
+
+
+async def test_an_app_closed_before_its_engine_started_closes(shelf) -> None:
+    """The app's cleanup runs before the download engine's task had a turn (a server stopped
+    during start-up): closing must not wait forever for an engine that then starts and runs."""
+    import asyncio
+
+    from model_shelf.server_routes import standalone_app
+
+    app = standalone_app(shelf, run_downloads=True)
+    running = app.cleanup_ctx[0](app)
+
+    async def start_and_close_at_once() -> None:
+        await running.__anext__()  # creates the engine's task (no turn yet: nothing awaited)
+        await anext(running, None)  # cleanup in the same step, before the engine's first one
+
+    closing = asyncio.ensure_future(start_and_close_at_once())
+    done, _ = await asyncio.wait({closing}, timeout=30)
+    assert closing in done, "the app's cleanup still waits for its download engine"
+    assert not shelf.downloads.engine.is_running
