@@ -32,7 +32,7 @@ def quick_settings(**overrides: Any) -> DownloadSettings:
         "free_space_margin_bytes": 0,
         "stall_timeout_seconds": 10.0,
         "connect_timeout_seconds": 5.0,
-        # Never the real Hub or Civitai: no_internet's closed port, unless a test serves its own.
+        # Never the real Hub or Civitai: no_internet's closed ports, unless a test serves its own.
         "hf_endpoint": os.environ["HF_ENDPOINT"],
         "civitai_api_base": os.environ["MODEL_SHELF_DOWNLOAD_CIVITAI_API_BASE"],
     }

@@ -1,9 +1,10 @@
 """Nothing in a test reaches the internet (imported first by conftest).
 
-Hugging Face and Civitai default to a closed loopback port (port 9: nothing listens, a request
-fails at once); the tests of those APIs serve their own and point at it. Set before
-huggingface_hub is imported: it reads ``HF_ENDPOINT`` once, and asks the Hub for a list of
-agents on its first call. An audit hook then fails any test of this process that still looks
+Hugging Face and Civitai default to closed loopback ports (port 9 of 127.0.0.2 and 127.0.0.3:
+nothing listens, a request fails at once; addresses of their own, so that no test's dead URL on
+127.0.0.1 reads as a Hub link); the tests of those APIs serve their own and point at it. Set
+before huggingface_hub is imported: it reads ``HF_ENDPOINT`` once, and asks the Hub for a list
+of agents on its first call. An audit hook then fails any test of this process that still looks
 up a name or opens a TCP connection off this machine.
 """
 
@@ -14,9 +15,8 @@ import os
 import socket
 import sys
 
-CLOSED = "http://127.0.0.1:9"
-os.environ.setdefault("HF_ENDPOINT", CLOSED)
-os.environ.setdefault("MODEL_SHELF_DOWNLOAD_CIVITAI_API_BASE", CLOSED + "/api/v1")
+os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.2:9")
+os.environ.setdefault("MODEL_SHELF_DOWNLOAD_CIVITAI_API_BASE", "http://127.0.0.3:9/api/v1")
 
 
 def _on_this_machine(host: object) -> bool:
