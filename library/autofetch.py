@@ -349,7 +349,8 @@ def rewrite(
 
     Resolved inputs get the listed name. Inputs to fetch are linked to one injected
     ``await_class`` node per download (inputs ``task_id``, ``model_type``, ``model``,
-    ``for_node``: the node whose progress bar shows the download; ``error`` empty); unavailable
+    ``for_node``: the node whose progress bar shows the download; ``error`` empty; ``loader``:
+    that node as the person sees it, which a failed download's error names); unavailable
     inputs to one that fails with ``error``.
 
     Args:
@@ -397,6 +398,7 @@ def rewrite(
                         "model": model_input.value,
                         "for_node": model_input.node_id,
                         "error": "",
+                        "loader": loader_label(prompt, model_input.node_id),
                     }
                 )
             inputs[model_input.input_name] = [node_id, 0]

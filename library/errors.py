@@ -13,6 +13,16 @@ class ShelfError(Exception):
 
     code: str = "SHELF_ERROR"
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # ComfyUI prints a node's exception type as ``<module>.<qualname>``, and imports this
+        # package from custom_nodes under a module named by its path
+        # (``/opt/ComfyUI/custom_nodes/model-shelf.library.errors``): name ours as the package
+        # is known wherever it was loaded from.
+        _, library, rest = cls.__module__.partition(".library.")
+        if library:
+            cls.__module__ = f"model_shelf.library.{rest}"
+
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.message = message

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..library.autofetch import FolderPathsResolver, execute, plan, rewrite
-from ..library.errors import FetchInterruptedError, ModelUnavailableError
+from ..library.errors import DownloadFailedError, FetchInterruptedError, ModelUnavailableError
 from . import comfy_host, runtime
 from .types import ANY
 
@@ -58,11 +58,19 @@ class AwaitModel:
                 "model": ("STRING", {"default": ""}),
                 "for_node": ("STRING", {"default": ""}),
                 "error": ("STRING", {"default": ""}),
-            }
+            },
+            # The loader as the person sees it (`autofetch.loader_label`), for a failed download.
+            "optional": {"loader": ("STRING", {"default": ""})},
         }
 
     def wait(
-        self, task_id: str, model_type: str, model: str, for_node: str, error: str
+        self,
+        task_id: str,
+        model_type: str,
+        model: str,
+        for_node: str,
+        error: str,
+        loader: str = "",
     ) -> tuple[str]:
         """The fetched model's listed name.
 
@@ -82,6 +90,12 @@ class AwaitModel:
             )
         except FetchInterruptedError as stopped:
             comfy_host.raise_interrupted(stopped)
+        except DownloadFailedError as failed:
+            if not loader:
+                raise
+            raise DownloadFailedError(
+                f"{loader}: {failed.message}", task_id=failed.task_id, task_code=failed.task_code
+            ) from failed
         return (name,)
 
 

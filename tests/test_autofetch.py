@@ -143,6 +143,7 @@ def test_plan_queue_and_rewrite(shelf: Shelf, tmp_path: Path) -> None:
         "model": "pack.safetensors",
         "for_node": "2",
         "error": "",
+        "loader": "SomePack Upscaler (node 2)",  # named by a failed download's error
     }
     failing = result[result["3"]["inputs"]["lora_name"][0]]
     # The failing node names the user's loader (its title, else its class) and the model.

@@ -234,7 +234,10 @@ def test_without_the_setting_a_workflow_cannot_make_the_server_fetch_from_this_m
     run = execution.execute(handled["prompt"], MAPPINGS, checked.outputs)
 
     assert run.error is not None
+    # In plain words: the type as the package is known, the message names the user's loader.
+    assert run.error["exception_type"] == "model_shelf.library.errors.DownloadFailedError"
     message = run.error["exception_message"]
+    assert message.startswith("CheckpointLoaderSimple (node 1): the download of "), message
     assert "FETCH_REFUSED" in message and "loopback" in message, message
     assert "MODEL_SHELF_ALLOWED_FETCH_HOSTS=127.0.0.1:" in message
     assert "SECRET" not in message

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,6 +193,11 @@ def test_loads_as_a_custom_node(
     assert module.WEB_DIRECTORY == "./web"
     assert runtime.ready.wait(10) and runtime.shelf is not None
     assert comfy.folder_paths.get_filename_list("checkpoints") == ["sub/seeded.safetensors"]
+    # ComfyUI prints a node's exception type as module.qualname: ours read as the package's,
+    # not as the folder's path (the module ComfyUI named it by).
+    errors = sys.modules[module.__name__ + ".library.errors"]
+    assert errors.DownloadFailedError.__module__ == "model_shelf.library.errors"
+    assert errors.ModelUnavailableError.__module__ == "model_shelf.library.errors"
 
 
 def test_a_failure_in_start_is_logged_once_and_does_not_raise(
