@@ -75,8 +75,10 @@ def _guarded(handler: Handler, method: str, ctx: RouteContext) -> Handler:
     async def guarded(request: web.Request) -> web.StreamResponse:
         ctx.hosts.check(request)
         if writes:
-            ctx.limiter.take(request.remote or "unknown")
+            # Another site's requests are refused before they can spend this client's tokens:
+            # every local page shares 127.0.0.1's bucket, so they would lock the user out.
             check_state_change(request, upload=upload)
+            ctx.limiter.take(request.remote or "unknown")
         return await handler(request)
 
     guarded.__name__ = getattr(handler, "__name__", "handler")

@@ -3,6 +3,7 @@ repair, dedupe, purge ghosts, clean)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from typing import Any
 
@@ -12,13 +13,13 @@ from ..library import Shelf
 from .context import RouteContext
 from .guard import read_json
 from .paths import PREFIX
-from .responses import json_data, json_model, json_text, query_params
+from .responses import json_data, json_model, json_text
 from .schemas import (
     DedupeRequest,
     EmptyBody,
-    HealthQuery,
     PurgeRequest,
     RepairRequest,
+    SweepRequest,
     VerifyRequest,
 )
 
@@ -35,14 +36,25 @@ def routes(ctx: RouteContext) -> list[web.RouteDef]:
 
     async def report(request: web.Request) -> web.Response:
         """Every section with its count, items and fix (`HealthReport`), from the counts the
-        index keeps and the last sweep's figures: a few rows read, at any library size.
-        ``?sweep=1`` stats every file and looks for left-overs first (seconds on a large
-        library; the sidebar's "Check files now")."""
+        index keeps and the last sweep's figures: a few rows read, at any library size."""
         shelf = ctx.shelf()
-        query = HealthQuery.model_validate(query_params(request))
-        if query.sweep:
-            return json_text(await ctx.run_long(lambda: shelf.health(sweep=True).model_dump_json()))
         return json_text(await ctx.run(lambda: shelf.health().model_dump_json()))
+
+    sweeping: list[asyncio.Future[str]] = []
+
+    async def sweep(request: web.Request) -> web.Response:
+        """``{}``: stat every file and look for left-overs, then the report (seconds on a large
+        library; the sidebar's "Check files"). A write, not a GET: another site cannot start
+        it, and the rate limit bounds it. Requests while one runs share its answer."""
+        await read_json(request, SweepRequest)
+        if not sweeping:
+            shelf = ctx.shelf()
+            running = asyncio.ensure_future(
+                ctx.run_long(lambda: shelf.health(sweep=True).model_dump_json())
+            )
+            sweeping.append(running)
+            running.add_done_callback(lambda _: sweeping.clear())
+        return json_text(await asyncio.shield(sweeping[0]))
 
     async def disk(request: web.Request) -> web.Response:
         return json_model(await ctx.run(ctx.shelf().disk_usage))
@@ -102,6 +114,7 @@ def routes(ctx: RouteContext) -> list[web.RouteDef]:
 
     return [
         web.get(f"{PREFIX}/health", report),
+        web.post(f"{PREFIX}/health/sweep", sweep),
         web.get(f"{PREFIX}/health/disk", disk),
         web.get(f"{PREFIX}/health/duplicates", duplicates),
         web.post(f"{PREFIX}/health/verify", verify),

@@ -118,12 +118,8 @@ class TaskPageQuery(Body):
     limit: int = Field(200, ge=1, le=1000)
 
 
-class HealthQuery(Body):
-    """Query of ``GET /model-shelf/health``: ``sweep=1`` looks at every file first."""
-
-    model_config = ConfigDict(extra="forbid", strict=False)  # query values are all strings
-
-    sweep: bool = False
+class SweepRequest(Body):
+    """Body of ``POST /model-shelf/health/sweep``: nothing to give (``{}``)."""
 
 
 class TaskView(BaseModel):

@@ -113,8 +113,8 @@ async def test_names_without_extension_resolve_in_dedupe(
 async def test_report_reads_kept_figures_and_sweeps_on_request(
     client: TestClient, add_model, api_shelf: Shelf
 ) -> None:
-    """The report comes from kept figures (and says when the last sweep ran); ``?sweep=1``
-    looks at every file first."""
+    """The report comes from kept figures (and says when the last sweep ran); a sweep (a
+    write: another site cannot start one) looks at every file first."""
     record = add_model("a.safetensors", "loras", size=10_000)
     path = api_shelf.model_path(record)
     later = path.stat().st_mtime_ns + 5_000_000_000
@@ -122,12 +122,18 @@ async def test_report_reads_kept_figures_and_sweeps_on_request(
 
     kept = await json_of(await client.get("/model-shelf/health"))
     assert kept["swept_at"] is None and kept["changed"]["count"] == 0
-    swept = await json_of(await client.get("/model-shelf/health?sweep=1"))
+    for refused in (  # a GET or a form post from another page starts no sweep
+        client.get("/model-shelf/health?sweep=1"),
+        client.post("/model-shelf/health/sweep", data="{}", headers={"Origin": "null"}),
+    ):
+        await refused
+    assert (await json_of(await client.get("/model-shelf/health")))["swept_at"] is None
+    response = await client.post("/model-shelf/health/sweep", json={}, headers=JSON)
+    swept = await json_of(response)
     assert swept["swept_at"] is not None
     assert [i["name"] for i in swept["changed"]["items"]] == ["loras/a.safetensors"]
     again = await json_of(await client.get("/model-shelf/health"))
     assert again["swept_at"] == swept["swept_at"] and again["changed"]["count"] == 1
-    for bad in ("sweep=maybe", "other=1"):
-        response = await client.get(f"/model-shelf/health?{bad}")
-        assert response.status == 422
-        assert (await json_of(response))["code"] == "INVALID_REQUEST"
+    bad = await client.post("/model-shelf/health/sweep", json={"now": True}, headers=JSON)
+    assert bad.status == 422
+    assert (await json_of(bad))["code"] == "INVALID_REQUEST"

@@ -74,6 +74,11 @@ async def test_writes_are_limited_reads_and_peers_are_not(
     async def write() -> Any:
         return await client.put("/model-shelf/settings", json={"concurrency": 2}, headers=JSON)
 
+    for _ in range(5):  # another site's writes are refused without spending the user's tokens
+        cross_site = await client.post(
+            "/model-shelf/downloads", data=b"x", headers={"Origin": "http://evil.example"}
+        )
+        assert (await json_of(cross_site))["code"] == "CROSS_SITE"
     for _ in range(3):
         assert (await write()).status == 200
     limited = await write()
@@ -81,8 +86,8 @@ async def test_writes_are_limited_reads_and_peers_are_not(
     assert limited.headers["Retry-After"] == "1"
     error = await json_of(limited)
     assert error["code"] == "RATE_LIMITED" and "127.0.0.1" in error["message"]
-    # a refused write counts too (a flood of bad requests is still a flood)
-    bad = await client.post("/model-shelf/downloads", data=b"x", headers={"Origin": "null"})
+    # a same-site write that fails later counts too (a flood of bad requests is still a flood)
+    bad = await client.post("/model-shelf/downloads", data=b"{", headers=JSON)
     assert bad.status == 429
     for _ in range(20):  # the page polls: reads are never limited
         assert (await client.get("/model-shelf/downloads")).status == 200

@@ -104,7 +104,7 @@ export function shelfClient(api) {
     alternatives: (type, name) => call(`/alternatives${query({ type, name })}`),
     // health
     // sweep: stat every file and look for left-overs first (seconds on a large library)
-    health: (sweep = false) => call(sweep ? "/health?sweep=1" : "/health"),
+    health: (sweep = false) => (sweep ? call("/health/sweep", { method: "POST" }) : call("/health")),
     verify: (ids = []) => call("/health/verify", { method: "POST", body: { ids } }),
     repair: (ids = [], all = false) => call("/health/repair", { method: "POST", body: { ids, all } }),
     dedupe: (apply = false) => call("/health/dedupe", { method: "POST", body: { apply } }),
