@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import no_internet  # noqa: F401  (first: before huggingface_hub is imported)
+import no_internet  # first: before huggingface_hub is imported
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -53,6 +53,16 @@ def flip_a_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+@pytest.fixture(autouse=True)
+def stays_on_this_machine() -> Iterator[None]:
+    """Fail a test that tried to reach past this machine (`no_internet`), even if the code
+    under test caught the refusal."""
+    no_internet.ATTEMPTS.clear()
+    yield
+    tried, no_internet.ATTEMPTS[:] = list(no_internet.ATTEMPTS), []
+    assert not tried, f"the test tried to leave this machine: {tried}"
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,9 @@ Hugging Face and Civitai default to closed loopback ports (port 9 of 127.0.0.2 a
 nothing listens, a request fails at once; addresses of their own, so that no test's dead URL on
 127.0.0.1 reads as a Hub link); the tests of those APIs serve their own and point at it. Set
 before huggingface_hub is imported: it reads ``HF_ENDPOINT`` once, and asks the Hub for a list
-of agents on its first call. An audit hook then fails any test of this process that still looks
-up a name or opens a TCP connection off this machine.
+of agents on its first call. An audit hook then refuses, in this process, any lookup of a name or
+TCP connection off this machine, and notes it in `ATTEMPTS`: conftest fails the test that tried
+(code under test may well catch the OSError and carry on "offline").
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import sys
 
 os.environ.setdefault("HF_ENDPOINT", "http://127.0.0.2:9")
 os.environ.setdefault("MODEL_SHELF_DOWNLOAD_CIVITAI_API_BASE", "http://127.0.0.3:9/api/v1")
+
+
+ATTEMPTS: list[str] = []
+"""What tests tried since conftest last looked (then it empties the list)."""
 
 
 def _on_this_machine(host: object) -> bool:
@@ -39,11 +44,13 @@ def _refuse_the_internet(event: str, args: tuple[object, ...]) -> None:
         host = args[0]
         literal = isinstance(host, str | bytes) and _is_address(host)
         if not literal and not _on_this_machine(host):
+            ATTEMPTS.append(f"looked up {host!r}")
             raise OSError(f"a test looked up {host!r}: tests never leave this machine")
     elif event == "socket.connect":
         sock, address = args[0], args[1]
         stream = getattr(sock, "type", None) == socket.SOCK_STREAM
         if stream and isinstance(address, tuple) and not _on_this_machine(address[0]):
+            ATTEMPTS.append(f"connected to {address!r}")
             raise OSError(f"a test connected to {address!r}: tests never leave this machine")
 
 
