@@ -256,3 +256,36 @@ def test_userinfo_is_split_from_a_url_and_put_back_for_the_transport_alone():
     back = with_userinfo(clean, found)
     assert back == "https://a%20b:p%40ss%3Aw@Host.example:8443/m.safetensors?x=1"
     assert split_userinfo(back) == (clean, found)
+
+
+def test_a_file_whose_later_steps_ran_in_another_order_opens(tmp_path):
+    """A development build numbered this release's steps otherwise (engines before origin):
+    the file opens, with every table and column, instead of failing on a table it has."""
+    path = tmp_path / "state.db"
+    TaskStore(path).close()
+    db = sqlite3.connect(path)
+    origin, engines = len(MIGRATIONS) - 2, len(MIGRATIONS) - 1
+    assert MIGRATIONS[origin].__name__ == "_migration_task_origin"
+    assert MIGRATIONS[engines].__name__ == "_migration_engines"
+    db.execute("ALTER TABLE tasks DROP COLUMN origin")  # as if only the engines step had run
+    db.execute(f"PRAGMA user_version={origin}")
+    db.commit()
+    db.close()
+    reopened = TaskStore(path)
+    try:
+        reopened.insert(task())
+        assert [t.origin.value for t in reopened.list()] == ["user"]
+        assert reopened.engines_running() == 0
+    finally:
+        reopened.close()
+
+
+def test_engines_whose_lease_ran_out_are_forgotten(store, tmp_path):
+    store.engine_alive("gone-host|1|dead", lease_seconds=-1)  # killed: never said goodbye
+    store.engine_alive("this-host|2|live", lease_seconds=60)
+    db = sqlite3.connect(tmp_path / "state.db")
+    try:
+        owners = [row[0] for row in db.execute("SELECT owner FROM engines")]
+    finally:
+        db.close()
+    assert owners == ["this-host|2|live"]

@@ -266,8 +266,13 @@ def _migration_team_byte_sources(db: sqlite3.Connection) -> None:
 
 
 def _migration_task_origin(db: sqlite3.Connection) -> None:
-    """Issue #11: who asked for each task (a workflow's downloads reach public hosts only)."""
-    db.execute("ALTER TABLE tasks ADD COLUMN origin TEXT NOT NULL DEFAULT 'user'")
+    """Issue #11: who asked for each task (a workflow's downloads reach public hosts only).
+
+    Like every step since, it may find its work done: development builds numbered the steps
+    of this release differently, and a file one of them wrote must still open."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    if "origin" not in columns:
+        db.execute("ALTER TABLE tasks ADD COLUMN origin TEXT NOT NULL DEFAULT 'user'")
 
 
 def _migration_usage_log(db: sqlite3.Connection) -> None:
@@ -349,7 +354,8 @@ def _migration_engines(db: sqlite3.Connection) -> None:
     task's), so that a process with no engine (the CLI) can tell whether queued downloads will
     start by themselves."""
     db.execute(
-        "CREATE TABLE engines (owner TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID"
+        "CREATE TABLE IF NOT EXISTS engines"
+        " (owner TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID"
     )
 
 
@@ -503,11 +509,14 @@ class TaskStore(SqliteStore):
             raise self._error(exc) from exc
 
     def engine_alive(self, owner: str, lease_seconds: float) -> None:
-        """Say that ``owner``'s engine works on the whole queue for ``lease_seconds`` more."""
+        """Say that ``owner``'s engine works on the whole queue for ``lease_seconds`` more
+        (and forget engines whose lease ran out: processes killed before they could say so)."""
+        now = time.time()
         with self._transaction() as db:
+            db.execute("DELETE FROM engines WHERE expires_at <= ?", (now,))
             db.execute(
                 "INSERT OR REPLACE INTO engines (owner, expires_at) VALUES (?, ?)",
-                (owner, time.time() + lease_seconds),
+                (owner, now + lease_seconds),
             )
 
     def engine_gone(self, owner: str) -> None:
