@@ -61,6 +61,12 @@ class Resolver:
         ("100.64.0.1", "not globally routable"),  # carrier-grade NAT
         ("::ffff:127.0.0.1", "loopback"),  # IPv4-mapped
         ("::ffff:10.0.0.1", "private"),
+        ("2002:7f00:1::", "loopback"),  # 6to4 of 127.0.0.1
+        ("2002:a00:1::", "private"),  # 6to4 of 10.0.0.1
+        ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64 of 169.254.169.254
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private"),  # Teredo client 10.0.0.1
+        ("fec0::1", "site-local"),
+        ("64:ff9b::808:808", None),  # NAT64 of 8.8.8.8: public
         ("8.8.8.8", None),
         ("2606:4700:4700::1111", None),
     ],

@@ -59,8 +59,12 @@ def is_ip_address(text: str) -> bool:
 
 def address_kind(address: IPAddress) -> str | None:
     """What makes ``address`` not public (``"loopback"``, ``"private"``...), or None."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ``::ffff:127.0.0.1`` is 127.0.0.1
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.is_site_local:  # fec0::/10: deprecated, still routed inside some networks
+            return "site-local"
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            address = embedded  # ``::ffff:127.0.0.1`` is 127.0.0.1, and so on
     checks = (
         ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),
@@ -73,6 +77,23 @@ def address_kind(address: IPAddress) -> str | None:
         if matches:
             return kind
     return None if address.is_global else "not globally routable"
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries and leads to: IPv4-mapped, 6to4 (2002::/16),
+    Teredo (2001::/32, the client's) or NAT64's well-known prefix (64:ff9b::/96)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def _port_of(url: str) -> tuple[str, int]:
