@@ -25,7 +25,7 @@ from .downloads.tasks import (
     TaskOrigin,
     TaskState,
     TaskStore,
-    split_userinfo,
+    split_credentials,
     utc_now,
 )
 from .errors import (
@@ -268,8 +268,9 @@ class DownloadService:
             `InvalidSourceError`, `InsecureURLError`: the source is refused (nothing queued).
             `UnknownTypeError`, `UnsafeNameError`: bad ``model_type`` or ``name``.
         """
-        # The state.db row never holds a user:password@: it goes to the task's credentials file.
-        source, credentials = split_userinfo(source.strip())
+        # The state.db row never holds a user:password@ or a ?token=: they go to the task's
+        # credentials file.
+        source, credentials = split_credentials(source.strip())
         resolved = resolve_source(source, self.settings)
         model_type = check_type(model_type) if model_type else None
         name = safe_name(name) if name else None

@@ -6,8 +6,9 @@ library (several ComfyUI installs, the CLI, ``serve``) uses them.
 <root>/.shelf/secrets.json    credentials (0600): {"hf_token": "...", "civitai_api_key": "..."}
 <root>/.shelf/team.json       team stores and LAN peers (issue #13, 0600): `TeamConfig`
 <root>/.shelf/team-secrets.json   their keys and the team token (0600): `TeamSecrets`
-<root>/.shelf/credentials/<task id>.json   a download URL's user:password@ (0600), issue #15:
-                                           `TaskCredentials`; the task's row keeps the URL without
+<root>/.shelf/credentials/<task id>.json   a download URL's user:password@ and ?token= (0600),
+                                           issue #15: `TaskCredentials`; the task's row keeps the
+                                           URL without them
 ```
 
 A value stored here wins over the environment and the defaults (it is the later, explicit
@@ -132,13 +133,20 @@ class TeamSecrets(BaseModel):
 
 
 class URLCredentials(BaseModel):
-    """The ``user:password@`` of a download URL, taken out of it before the task is stored
-    (issue #15). Decoded: ``%40`` in the URL is ``@`` here."""
+    """The credentials of a download URL, taken out of it before the task is stored: its
+    ``user:password@`` (issue #15) and its credential-like query parameters (``?token=``).
+
+    A file written before query parameters were taken out holds only the first two fields.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
-    username: str
+    username: str | None = None
+    """Decoded: ``%40`` in the URL is ``@`` here. None: the URL had no ``user@``."""
     password: SecretStr | None = None
+    query: tuple[tuple[str, SecretStr], ...] = ()
+    """``(name, value)`` of each credential-like query parameter, as written in the URL (still
+    percent-encoded, so that it goes back byte for byte), in the URL's order."""
 
 
 _TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -183,6 +191,7 @@ class TaskCredentials:
         data = {
             "username": credentials.username,
             "password": password.get_secret_value() if password is not None else None,
+            "query": [[name, value.get_secret_value()] for name, value in credentials.query],
         }
         write_atomically(self.path(task_id), json.dumps(data).encode() + b"\n", SECRET_FILE_MODE)
 

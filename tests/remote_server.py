@@ -59,6 +59,8 @@ class Behaviour:
     """Answer 401 unless ``Authorization: Bearer <this>`` is sent."""
     require_basic: str | None = None
     """Answer 401 unless ``Authorization: Basic <base64 of this "user:password">`` is sent."""
+    require_query: tuple[str, str] | None = None
+    """Answer 401 unless the query string holds this ``(name, value)`` (Civitai's ``?token=``)."""
     close_connection: bool = False
     """Say ``Connection: close`` (as HTTP/1.0 servers and many mirrors do)."""
 
@@ -216,6 +218,10 @@ class RemoteServer:
                     text="a user and password are required",
                     headers={"WWW-Authenticate": 'Basic realm="models"'},
                 )
+        wanted = behaviour.require_query
+        if wanted is not None and request.query.get(wanted[0]) != wanted[1]:
+            log.status = 401
+            raise web.HTTPUnauthorized(text="a valid token is required in the query")
         if behaviour.failures:
             status, headers = behaviour.failures.pop(0)
             log.status = status

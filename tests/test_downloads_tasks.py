@@ -24,8 +24,8 @@ from model_shelf.library.downloads.tasks import (
     TaskStore,
     new_owner_id,
     owner_is_dead,
-    split_userinfo,
-    with_userinfo,
+    split_credentials,
+    with_credentials,
 )
 from model_shelf.library.errors import TaskNotFoundError
 
@@ -246,16 +246,41 @@ def test_a_password_in_a_source_url_is_never_shown():
 
 
 def test_userinfo_is_split_from_a_url_and_put_back_for_the_transport_alone():
-    clean, found = split_userinfo("https://a%20b:p%40ss:w@Host.example:8443/m.safetensors?x=1")
+    clean, found = split_credentials("https://a%20b:p%40ss:w@Host.example:8443/m.safetensors?x=1")
     assert clean == "https://Host.example:8443/m.safetensors?x=1"
-    assert found is not None and found.username == "a b"
+    assert found is not None and found.username == "a b" and found.query == ()
     assert found.password is not None and found.password.get_secret_value() == "p@ss:w"
-    assert split_userinfo("https://token@example.com/m")[1].password is None
+    assert split_credentials("https://token@example.com/m")[1].password is None
     for untouched in ("org/repo/m.safetensors", "civitai:123", "https://example.com/a@b"):
-        assert split_userinfo(untouched) == (untouched, None)
-    back = with_userinfo(clean, found)
+        assert split_credentials(untouched) == (untouched, None)
+    back = with_credentials(clean, found)
     assert back == "https://a%20b:p%40ss%3Aw@Host.example:8443/m.safetensors?x=1"
-    assert split_userinfo(back) == (clean, found)
+    assert split_credentials(back) == (clean, found)
+
+
+def test_credential_query_parameters_are_split_off_as_written_and_put_back_last():
+    url = "https://host.example/m.safetensors?type=Model&token=a%2Fb&format=st&X-Amz-Signature=ff"
+    clean, found = split_credentials(url)
+    assert clean == "https://host.example/m.safetensors?type=Model&format=st"
+    assert found is not None and found.username is None and found.password is None
+    assert [(n, v.get_secret_value()) for n, v in found.query] == [
+        ("token", "a%2Fb"),
+        ("X-Amz-Signature", "ff"),
+    ]
+    back = with_credentials(clean, found)
+    assert (
+        back
+        == "https://host.example/m.safetensors?type=Model&format=st&token=a%2Fb&X-Amz-Signature=ff"
+    )
+    assert split_credentials(back) == (clean, found)
+    # The whole query, with a user too; a fragment stays where it is.
+    clean, found = split_credentials("https://u:pw@host.example/m?api_key=k1#part")
+    assert clean == "https://host.example/m#part"
+    assert found is not None and found.username == "u" and len(found.query) == 1
+    assert with_credentials(clean, found) == "https://u:pw@host.example/m?api_key=k1#part"
+    # No value, or not a credential's name: left in the URL.
+    for untouched in ("https://host.example/m?token=&type=Model", "https://h.example/m?x=1"):
+        assert split_credentials(untouched) == (untouched, None)
 
 
 def test_a_file_whose_later_steps_ran_in_another_order_opens(tmp_path):

@@ -79,7 +79,7 @@ from .tasks import (
     TaskStore,
     new_owner_id,
     utc_now,
-    with_userinfo,
+    with_credentials,
 )
 from .throttle import BandwidthLimiter
 from .transport import BodyStream, ResponseHead, TransferInterrupted
@@ -186,8 +186,8 @@ class _Job:
         self.mirrors_asked = False
         self.contributors: list[Mirror] = []
         self.bad_mirrors: list[Mirror] = []
-        # issue #15: the source URL's user:password@, read from its own file when the job
-        # starts; in memory only, and only on the URL handed to the transport.
+        # issue #15: the source URL's user:password@ and ?token=, read from their own file when
+        # the job starts; in memory only, and only on the URL handed to the transport.
         self.credentials: URLCredentials | None = None
 
     def request(self, reason: str) -> None:
@@ -551,8 +551,10 @@ class DownloadEngine:
 
     @staticmethod
     def _with_credentials(job: _Job, url: str) -> str:
-        """``url`` as the transport gets it: with the task's ``user:password@`` when it is the
-        source URL's origin (the transport sends them as Basic auth, to that origin only)."""
+        """``url`` as the transport gets it: with the task's ``user:password@`` and ``?token=``
+        when it is the source URL's origin. The transport sends the first as Basic auth, to
+        that origin only; the query goes to no redirect's target (a ``Location`` is followed as
+        the server wrote it)."""
         credentials = job.credentials
         if credentials is None:
             return url
@@ -561,7 +563,7 @@ class DownloadEngine:
             urlsplit(url).scheme.lower(),
             host_of(url),
         )
-        return with_userinfo(url, credentials) if same else url
+        return with_credentials(url, credentials) if same else url
 
     # -- the heartbeat: leases, requests from other processes, progress of remote tasks --------
 

@@ -22,11 +22,11 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlsplit
 
 from ..errors import (
     AuthRequiredError,
@@ -61,13 +61,58 @@ def display_url(url: str) -> str:
 _SECRET_PARAM = re.compile(
     r"token|key|auth|sig|secret|pass|credential|session|cookie|jwt|bearer|code", re.IGNORECASE
 )
-"""Query parameters whose values are masked in a URL shown to people (`redact_url`):
-``?token=`` (Civitai), ``X-Amz-Signature``/``X-Amz-Credential`` (presigned S3), ``api_key``..."""
+"""Credential-like query parameters: ``?token=`` (Civitai), ``X-Amz-Signature``/
+``X-Amz-Credential`` (presigned S3), ``api_key``... Their values are masked in a URL shown to
+people (`redact_url`) and taken out of a download source before it is stored
+(`split_secret_query`)."""
+
+
+def is_secret_param(name: str) -> bool:
+    """True when a query parameter named ``name`` (as written in a URL) carries a credential."""
+    return _SECRET_PARAM.search(unquote_plus(name)) is not None
+
+
+def split_secret_query(url: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """``https://host/m?type=Model&token=abc`` -> ``https://host/m?type=Model`` and
+    ``(("token", "abc"),)``: every credential-like query parameter with a value
+    (`is_secret_param`), as written in the URL (still percent-encoded), in its order; the rest
+    of the URL byte for byte. Not a URL (no ``://``), or none in its query: ``(url, ())``."""
+    if "://" not in url:
+        return url, ()
+    base, hash_, fragment = url.partition("#")
+    head, question, query = base.partition("?")
+    if not question:
+        return url, ()
+    kept: list[str] = []
+    taken: list[tuple[str, str]] = []
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        if equals and value and is_secret_param(name):
+            taken.append((name, value))
+        else:
+            kept.append(pair)
+    if not taken:
+        return url, ()
+    rest = "&".join(kept)
+    return f"{head}{'?' if rest else ''}{rest}{hash_}{fragment}", tuple(taken)
+
+
+def with_query(url: str, params: Iterable[tuple[str, str]]) -> str:
+    """``url`` with ``params`` (written as they go in a URL) added to the end of its query."""
+    added = "&".join(f"{name}={value}" for name, value in params)
+    if not added:
+        return url
+    base, hash_, fragment = url.partition("#")
+    if "?" not in base:
+        base += "?"
+    elif not base.endswith(("?", "&")):
+        base += "&"
+    return f"{base}{added}{hash_}{fragment}"
 
 
 def redact_url(text: str) -> str:
     """``text`` (a URL, or any source form) as it may be shown and logged: a ``user:password@``
-    left out, and the value of every credential-like query parameter (`_SECRET_PARAM`) masked.
+    left out, and the value of every credential-like query parameter (`is_secret_param`) masked.
     Unlike `display_url`, the rest of the query stays (it often names the file)."""
     scheme, sep, rest = text.partition("://")
     if not sep:
@@ -80,7 +125,7 @@ def redact_url(text: str) -> str:
         parts = []
         for pair in query.split("&"):
             name, equals, value = pair.partition("=")
-            masked = equals and value and _SECRET_PARAM.search(name)
+            masked = equals and value and is_secret_param(name)
             parts.append(f"{name}=…" if masked else pair)
         query = "&".join(parts)
     return f"{scheme}://{authority}{slash}{path}{question}{query}{hash_}{fragment}"

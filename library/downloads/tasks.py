@@ -4,10 +4,11 @@ Unlike the index, this file is not disposable: it holds what is still to be fetc
 each download got. WAL mode lets several processes (several ComfyUI installs on one library)
 share it; every change is one short ``BEGIN IMMEDIATE`` transaction.
 
-No secret is stored here: a ``user:password@`` in a source URL is taken out before the task is
-stored (`split_userinfo`) and kept in its own owner-only file (`TaskCredentials`); the engine
-puts it back, in memory only, when it connects. Rows written before that are cleaned when the
-file is opened (`_migration_credentials_out`).
+No secret is stored here: a ``user:password@`` or a ``?token=`` (any credential-like query
+parameter) in a source URL is taken out before the task is stored (`split_credentials`) and kept
+in its own owner-only file (`TaskCredentials`); the engine puts them back, in memory only, when
+it connects to the source's own origin. Rows written before that are cleaned when the file is
+opened (`_migration_credentials_out`).
 
 A task is worked on by one process at a time: the one holding its lease (owner = host, pid and
 a per-engine token; an expiry the owner renews). A lease whose owner died expires, or is
@@ -35,7 +36,7 @@ from pydantic import BaseModel, Field, ValidationError
 from ..errors import StorageFullError, TaskNotFoundError, TaskStoreError
 from ..sqlite_store import SqliteStore
 from ..stored_settings import TaskCredentials, URLCredentials
-from .http import redact_url
+from .http import redact_url, split_secret_query, with_query
 
 log = logging.getLogger("model_shelf.downloads")
 
@@ -89,7 +90,8 @@ class DownloadTask(BaseModel):
 
     id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
     source: str
-    """What the user gave (URL, ``hf://``, Civitai id...), re-parsed on every start."""
+    """What the user gave (URL, ``hf://``, Civitai id...), re-parsed on every start; without
+    credentials (`split_credentials`)."""
     source_key: str
     """Canonical identity of the source: one active task per key, across processes."""
     source_kind: str
@@ -173,11 +175,23 @@ class DownloadTask(BaseModel):
         return f"{self.id}.part"
 
 
-def split_userinfo(source: str) -> tuple[str, URLCredentials | None]:
-    """``scheme://user:password@host/...`` -> the URL without them, and them (decoded).
+def split_credentials(source: str) -> tuple[str, URLCredentials | None]:
+    """``scheme://user:password@host/path?type=Model&token=abc`` -> the URL without its
+    credentials (``scheme://host/path?type=Model``), and them: the ``user:password@`` (decoded)
+    and every credential-like query parameter (`split_secret_query`: ``?token=``, ``api_key``,
+    ``X-Amz-Signature``...).
 
-    Anything else (a Hugging Face path, an AIR, a URL without userinfo) comes back as it is.
+    Anything else (a Hugging Face path, an AIR, a URL without credentials) comes back as it is.
     """
+    clean, userinfo = _split_userinfo(source)
+    clean, query = split_secret_query(clean)
+    if not query:
+        return clean, userinfo
+    found = userinfo or URLCredentials()
+    return clean, URLCredentials(username=found.username, password=found.password, query=query)
+
+
+def _split_userinfo(source: str) -> tuple[str, URLCredentials | None]:
     try:
         parts = urlsplit(source)
     except ValueError:  # not a valid URL: `resolve_source` refuses it, with its code
@@ -194,15 +208,18 @@ def split_userinfo(source: str) -> tuple[str, URLCredentials | None]:
     return clean, credentials
 
 
-def with_userinfo(url: str, credentials: URLCredentials) -> str:
-    """``url`` with ``credentials`` put back as its ``user:password@``: for the transport only,
-    which sends them as Basic auth to this origin and to no other (never stored, never shown)."""
-    parts = urlsplit(url)
-    userinfo = quote(credentials.username, safe="")
-    if credentials.password is not None:
-        userinfo += ":" + quote(credentials.password.get_secret_value(), safe="")
-    start = url.index(parts.netloc, len(parts.scheme))
-    return f"{url[:start]}{userinfo}@{url[start:]}"
+def with_credentials(url: str, credentials: URLCredentials) -> str:
+    """``url`` with ``credentials`` put back: the ``user:password@`` (the transport sends it as
+    Basic auth to this origin and to no other) and the query parameters, after the URL's own.
+    For the transport only: never stored, never shown."""
+    if credentials.username is not None:
+        parts = urlsplit(url)
+        userinfo = quote(credentials.username, safe="")
+        if credentials.password is not None:
+            userinfo += ":" + quote(credentials.password.get_secret_value(), safe="")
+        start = url.index(parts.netloc, len(parts.scheme))
+        url = f"{url[:start]}{userinfo}@{url[start:]}"
+    return with_query(url, ((name, value.get_secret_value()) for name, value in credentials.query))
 
 
 # Columns in table order. JSON columns are stored as text; everything else maps 1:1.
@@ -310,9 +327,10 @@ def _migration_usage_log(db: sqlite3.Connection) -> None:
 
 
 def _migration_credentials_out(db: sqlite3.Connection) -> None:
-    """Issue #15: a ``user:password@`` that older versions kept in a task's source, source key,
-    URL and source reference moves to the task's credentials file beside this one (the file is
-    written before the rows change: a crash in between leaves the step to run again).
+    """Issue #15: a ``user:password@`` or a ``?token=`` (any credential-like query parameter)
+    that older versions kept in a task's source, source key, URL and source reference moves to
+    the task's credentials file beside this one (the file is written before the rows change: a
+    crash in between leaves the step to run again).
 
     The task list never showed them, but anyone who could read or copy ``state.db`` could. Old
     bytes must not survive in free space: ``secure_delete`` zeroes what the updates free, and
@@ -323,17 +341,17 @@ def _migration_credentials_out(db: sqlite3.Connection) -> None:
     credentials = TaskCredentials.beside(state_db)
     rows = db.execute("SELECT id, state, source, source_key, url, source_ref FROM tasks")
     for task_id, state, source, source_key, url, source_ref in rows.fetchall():
-        source, found = split_userinfo(source)
+        source, found = split_credentials(source)
         kind, colon, keyed = source_key.partition(":")
         if colon:
-            source_key = f"{kind}:{split_userinfo(keyed)[0]}"
+            source_key = f"{kind}:{split_credentials(keyed)[0]}"
         if url is not None:
-            url, in_url = split_userinfo(url)
+            url, in_url = split_credentials(url)
             found = found or in_url
         if source_ref is not None:
             ref = json.loads(source_ref)
             if isinstance(ref, dict) and isinstance(ref.get("url"), str):
-                ref["url"], in_ref = split_userinfo(ref["url"])
+                ref["url"], in_ref = split_credentials(ref["url"])
                 found = found or in_ref
                 source_ref = json.dumps(ref)
         if found is None:
@@ -343,10 +361,14 @@ def _migration_credentials_out(db: sqlite3.Connection) -> None:
                 credentials.put(task_id, found)
             except ValueError:  # an id no version of ours wrote: still cleaned, not kept
                 log.warning("download task %r: its URL credentials were dropped", task_id)
-        db.execute(
-            "UPDATE tasks SET source = ?, source_key = ?, url = ?, source_ref = ? WHERE id = ?",
-            (source, source_key, url, source_ref, task_id),
-        )
+        update = "UPDATE tasks SET source = ?, source_key = ?, url = ?, source_ref = ? WHERE id = ?"
+        try:
+            db.execute(update, (source, source_key, url, source_ref, task_id))
+        except sqlite3.IntegrityError:
+            # Two unfinished tasks for one file, told apart only by their credentials: this one
+            # keeps a key of its own (a URL's key never has a ``#``), not its secret.
+            key = f"{source_key}#{task_id}"
+            db.execute(update, (source, key, url, source_ref, task_id))
 
 
 def _migration_engines(db: sqlite3.Connection) -> None:

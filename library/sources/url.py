@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ..downloads.http import check_secure, display_url
+from ..downloads.http import check_secure, display_url, split_secret_query
 from ..errors import InvalidSourceError
 from ..records import SourceRef
 from ..settings import DownloadSettings
@@ -44,12 +44,13 @@ def parse(text: str, settings: DownloadSettings) -> URLSource:
         `InsecureURLError`: plain HTTP off this machine, not allowed.
         `InvalidSourceError`: no host.
     """
-    parts = urlsplit(text)
+    # A ``user:password@`` or a ``?token=`` is not part of the file's identity and never kept
+    # in a source (its key, its `SourceRef`): the queue takes them out first and stores them
+    # apart (issue #15); they are dropped here too, for any other caller (a lookup by key).
+    parts = urlsplit(split_secret_query(text)[0])
     if not parts.hostname:
         raise InvalidSourceError(f"no host in URL {display_url(text)!r}")
-    # A ``user:password@`` is not part of the file's identity and never kept in a source: the
-    # queue takes it out first and stores it apart (issue #15). Lower-casing it would have
-    # changed the password, too.
+    # Lower-casing the userinfo would have changed the password.
     host = parts.netloc.rpartition("@")[2].lower()
     normal = urlunsplit((parts.scheme.lower(), host, parts.path or "/", parts.query, ""))
     check_secure(normal, settings.allow_insecure_http)
