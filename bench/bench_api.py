@@ -11,7 +11,8 @@ answered while a download runs, with the event loop's lag.
    the last sweep's figures; its latency p50 (the median)/p99 over loopback HTTP, as a ratio to
    ``GET /model-shelf/healthz`` on the same server in the same run (the baseline: a route that
    reads nothing), and the direct `Shelf.health` call; the full report with a sweep first
-   (what ``doctor`` and ``?sweep=1`` cost, and what every request cost before) for contrast.
+   (what ``doctor`` and ``POST /health/sweep`` cost, and what every request cost before) for
+   contrast.
    Target: p99 < 50 ms.
 3. Load. The standalone app runs in a process of its own, downloading a large file from a
    loopback server (hashing as it goes) while 100 requests (list, search, detail, tasks, stats,
