@@ -314,6 +314,36 @@ def test_virtualized_list_of_ten_thousand(host: ThreadedApp, page: Any, shelf: S
     shot(page, "10-ten-thousand-models")
 
 
+def test_a_list_laid_out_before_its_styles_keeps_few_rows(host: ThreadedApp, page: Any) -> None:
+    """A list whose box is not yet held to the panel's height (its styles not applied yet, as
+    on a slow machine) is as tall as all its rows: it must still make only a window's worth."""
+    open_tab(page, host.url)
+    rows = page.evaluate(
+        """async () => {
+          const { VirtualList } = await import("/extensions/model-shelf/common/virtual-list.js");
+          const box = document.createElement("div");
+          document.body.append(box);
+          const list = new VirtualList(box, {
+            rowHeight: 44,
+            pageSize: 200,
+            fetchPage: async (offset, limit) => ({
+              total: 10000,
+              items: Array.from({ length: limit }, (_, i) => offset + i),
+            }),
+            createRow: () => document.createElement("div"),
+            renderRow: (row, item) => { row.textContent = item ?? ""; },
+          });
+          // As before its stylesheet applies (no size containment, no scrolling box): as tall
+          // as its spacer.
+          Object.assign(list.viewport.style, { contain: "none", overflow: "visible" });
+          await list.reset();
+          await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+          return list.viewport.querySelectorAll(".ms-vlist-row").length;
+        }"""
+    )
+    assert 10 < rows < 100, f"{rows} rows in the DOM for 10,000 items"
+
+
 def test_health_and_settings_views(
     host: ThreadedApp, page: Any, shelf: Shelf, tmp_path: Path
 ) -> None:

@@ -88,7 +88,9 @@ export class VirtualList {
 
   /** Place the rows in view; ask for missing pages. */
   render() {
-    const height = this.viewport.clientHeight || 600;
+    // No more than the window shows: before the page's styles apply, the list is as tall as
+    // its spacer (every row), and rows made for that would stay in the DOM.
+    const height = Math.min(this.viewport.clientHeight || 600, window.innerHeight || 600);
     const first = Math.max(0, Math.floor(this.viewport.scrollTop / this.rowHeight) - OVERSCAN_ROWS);
     const last = Math.min(
       this.total - 1,
@@ -102,6 +104,7 @@ export class VirtualList {
       this.viewport.append(row);
       this.pool.push(row);
     }
+    while (this.pool.length > wanted + 2 * OVERSCAN_ROWS) this.pool.pop().remove(); // after a resize
     for (let i = 0; i < this.pool.length; i += 1) {
       const row = this.pool[i];
       if (i >= wanted) {
