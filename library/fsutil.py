@@ -57,18 +57,28 @@ def storage_errors(path: Path) -> Iterator[None]:
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` atomically: readers see the old file or the new one, never half.
+
+    Args:
+        mode (`int`, *optional*): the file's permission bits (e.g. 0o600 for a secret), set
+            when the temporary is created, so the data is never readable by others, not even
+            between writing and a chmod; default: as the umask makes new files.
 
     Raises:
         `StorageFullError`: the disk filled up; the old file is untouched.
     """
     tmp = temp_sibling(path)
     try:
-        with storage_errors(path), open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with storage_errors(path):
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            fd = os.open(tmp, flags, 0o666 if mode is None else mode)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if mode is not None:
+                os.chmod(tmp, mode)  # the umask may have taken bits away (0644 wanted as is)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

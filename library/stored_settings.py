@@ -29,7 +29,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .errors import SettingsError
-from .fsutil import fsync_dir, storage_errors, temp_sibling
+from .fsutil import atomic_write_bytes
 from .layout import Layout
 from .settings import DownloadSettings, host_list
 
@@ -354,27 +354,13 @@ def read_json_object(path: Path) -> dict[str, object]:
 
 
 def write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data``: a temporary created with ``mode``, fsynced, renamed.
+    """Replace ``path`` (its folder made if need be) with ``data``, created with ``mode``.
 
     Raises:
         `StorageFullError`: no room for it.
     """
-    # The mode is set when the temporary is created, so the secret is never readable by
-    # others, not even for the moment between writing and a chmod.
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_sibling(path)
-    try:
-        with storage_errors(path):
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.chmod(tmp, mode)  # the umask may have taken bits away (0644 wanted as is)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
+    atomic_write_bytes(path, data, mode)
 
 
 def _narrow(path: Path) -> None:

@@ -131,7 +131,8 @@ def redact_url(text: str) -> str:
     return f"{scheme}://{authority}{slash}{path}{question}{query}{hash_}{fragment}"
 
 
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+"""Request headers that carry credentials: never logged, never sent on to another origin."""
 
 
 def request_secrets(url: str, headers: Mapping[str, str] | None = None) -> list[str]:
@@ -146,7 +147,7 @@ def request_secrets(url: str, headers: Mapping[str, str] | None = None) -> list[
         if value and _SECRET_PARAM.search(name):
             found += [value, quote(value, safe="")]
     for name, value in (headers or {}).items():
-        if name.lower() in _CREDENTIAL_HEADERS and value:
+        if name.lower() in CREDENTIAL_HEADERS and value:
             found += [value, value.split(" ", 1)[-1]]  # "Bearer <token>": the token alone too
     return [s for s in found if len(s) >= 4]
 

@@ -31,6 +31,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 from ..errors import RemoteError, ShelfError
 from .addresses import FetchGuard
 from .http import (
+    CREDENTIAL_HEADERS,
     check_secure,
     display_url,
     error_for_exception,
@@ -40,7 +41,6 @@ from .http import (
 
 MAX_REDIRECTS = 10
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 _ERROR_BODY_BYTES = 1200
 """How much of an error response is read, to quote the server's message."""
 _URL_SAFE = "/%:@!$&'()*+,;=-._~?"
@@ -178,7 +178,7 @@ class BodyStream:
             next_url = urljoin(url, location)
             if _origin(next_url) != _origin(url):
                 # Tokens are for the host they were given to, never for a CDN it points at.
-                headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIAL_HEADERS}
+                headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
             url = next_url
         raise RemoteError(
             f"{display_url(self.url)} redirected more than {MAX_REDIRECTS} times",
