@@ -12,8 +12,9 @@ import sys
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 ROOT_ENV = "MODEL_SHELF_ROOT"
 
@@ -74,6 +75,27 @@ HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 CIVITAI_DEFAULT_API_BASE = "https://civitai.com/api/v1"
 
 
+def host_list(value: object) -> object:
+    """``"a.example, B.example:8080"`` or a list of them -> ``("a.example", "b.example:8080")``:
+    lower case, no blanks, no duplicates. Anything else is left for pydantic to refuse."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)):
+        return value
+    hosts: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            return value  # pydantic names the bad item
+        host = item.strip().lower().rstrip(".")
+        if host and host not in hosts:
+            hosts.append(host)
+    return tuple(hosts)
+
+
+HostList = Annotated[tuple[str, ...], BeforeValidator(host_list)]
+"""A list of ``host`` or ``host:port`` entries, from a list or a comma-separated string."""
+
+
 class DownloadSettings(BaseModel):
     """How the download engine behaves. Tokens are `SecretStr`: masked in repr and logs."""
 
@@ -115,15 +137,10 @@ class DownloadSettings(BaseModel):
     hf_token: SecretStr | None = None
     civitai_api_base: str = CIVITAI_DEFAULT_API_BASE
     civitai_api_key: SecretStr | None = None
-    allowed_fetch_hosts: tuple[str, ...] = ()
+    allowed_fetch_hosts: HostList = ()
     """``host`` or ``host:port`` (lower case) that downloads a workflow asked for may reach
     although they resolve to loopback, link-local, private, multicast or reserved addresses.
     Downloads the user adds, team stores and LAN peers need no entry."""
-
-    @field_validator("allowed_fetch_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        return host_list(value)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DownloadSettings:
@@ -152,23 +169,6 @@ class DownloadSettings(BaseModel):
         if env.get(ALLOWED_FETCH_HOSTS_ENV):
             values["allowed_fetch_hosts"] = env[ALLOWED_FETCH_HOSTS_ENV]
         return cls.model_validate(values)
-
-
-def host_list(value: object) -> object:
-    """``"a.example, B.example:8080"`` or a list of them -> ``("a.example", "b.example:8080")``:
-    lower case, no blanks, no duplicates. Anything else is left for pydantic to refuse."""
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, (list, tuple)):
-        return value
-    hosts: list[str] = []
-    for item in value:
-        if not isinstance(item, str):
-            return value  # pydantic names the bad item
-        host = item.strip().lower().rstrip(".")
-        if host and host not in hosts:
-            hosts.append(host)
-    return tuple(hosts)
 
 
 def stored_hf_token() -> str | None:
@@ -320,7 +320,7 @@ class ApiSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    allowed_hosts: tuple[str, ...] = ()
+    allowed_hosts: HostList = ()
     """Host names (``Host`` header) the API answers to besides loopback names, IP addresses
     and the address it listens on: any other name is refused, since a web page can make its
     own name resolve to 127.0.0.1 (DNS rebinding) and then read the API as same-origin."""
@@ -329,11 +329,6 @@ class ApiSettings(BaseModel):
     rate_limit_burst: int = Field(500, ge=1)
     """...and how many may come at once (the sidebar's "fetch all" of a large workflow, a
     script's bulk import) before the steady rate applies."""
-
-    @field_validator("allowed_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        return host_list(value)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from .errors import SettingsError
 from .fsutil import atomic_write_bytes
 from .layout import Layout
-from .settings import DownloadSettings, host_list
+from .settings import DownloadSettings, HostList
 
 log = logging.getLogger("model_shelf")
 
@@ -55,15 +55,10 @@ class StoredLimits(BaseModel):
 
     concurrency: int | None = Field(None, ge=1, le=32)
     bandwidth_limit_bytes_per_second: int | None = Field(None, ge=0)
-    allowed_fetch_hosts: tuple[str, ...] | None = None
+    allowed_fetch_hosts: HostList | None = None
     """`DownloadSettings.allowed_fetch_hosts`: replaces the environment's list when set."""
-    allowed_hosts: tuple[str, ...] | None = None
+    allowed_hosts: HostList | None = None
     """`ApiSettings.allowed_hosts` (the API's ``Host`` names): added to the environment's."""
-
-    @field_validator("allowed_fetch_hosts", "allowed_hosts", mode="before")
-    @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        return None if value is None else host_list(value)
 
 
 class StoredSecrets(BaseModel):

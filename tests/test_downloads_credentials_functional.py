@@ -89,6 +89,17 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def add_killed_at(root: Path, url: str, held: int, env: dict[str, str]) -> None:
+    """``add URL`` in a process of its own, killed (SIGKILL) once ``held`` bytes are on disk."""
+    adding = subprocess.Popen(
+        cli_command(root, "add", url, "--type", "vae"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    sigkill_when(adding, lambda: partial_size(root) >= held, "the bytes before the hold on disk")
+
+
 def test_the_password_stays_out_of_state_db_and_the_download_still_authenticates(
     root, server, tmp_path
 ):
@@ -120,13 +131,7 @@ def test_credentials_survive_a_sigkill_and_authenticate_the_resume_in_a_new_proc
         "m.safetensors", src, require_basic=f"{USER}:{PASSWORD}", hold_at_byte=held
     )
     env = quick_env()
-    first = subprocess.Popen(
-        cli_command(root, "add", with_password(server.url("m.safetensors")), "--type", "vae"),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    sigkill_when(first, lambda: partial_size(root) >= held, "the bytes before the hold on disk")
+    add_killed_at(root, with_password(server.url("m.safetensors")), held, env)
     assert SECRET not in state_bytes(root)
     (kept,) = credentials_files(root)
     assert mode(kept) == 0o600
@@ -318,13 +323,7 @@ def test_a_query_token_survives_a_sigkill_and_authenticates_the_resume_in_a_new_
     held = 8 * MIB
     served = server.serve("m.safetensors", src, require_query=("token", TOKEN), hold_at_byte=held)
     env = quick_env()
-    first = subprocess.Popen(
-        cli_command(root, "add", with_token(server.url("m.safetensors")), "--type", "vae"),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    sigkill_when(first, lambda: partial_size(root) >= held, "the bytes before the hold on disk")
+    add_killed_at(root, with_token(server.url("m.safetensors")), held, env)
     assert TOKEN.encode() not in state_bytes(root)
     (kept,) = credentials_files(root)
     assert mode(kept) == 0o600 and TOKEN.encode() in kept.read_bytes()
