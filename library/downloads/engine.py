@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
 
 from ..errors import (
     AuthRequiredError,
@@ -65,6 +64,7 @@ from .http import (
     check_secure,
     display_url,
     host_of,
+    origin_of,
     parse_content_range,
     unsatisfied_range_total,
 )
@@ -558,11 +558,7 @@ class DownloadEngine:
         credentials = job.credentials
         if credentials is None:
             return url
-        source = job.task.source
-        same = (urlsplit(source).scheme.lower(), host_of(source)) == (
-            urlsplit(url).scheme.lower(),
-            host_of(url),
-        )
+        same = origin_of(job.task.source) == origin_of(url)
         return with_credentials(url, credentials) if same else url
 
     # -- the heartbeat: leases, requests from other processes, progress of remote tasks --------

@@ -144,7 +144,7 @@ def request_secrets(url: str, headers: Mapping[str, str] | None = None) -> list[
     if parts.password:
         found += [parts.password, unquote(parts.password)]
     for name, value in parse_qsl(parts.query):
-        if value and _SECRET_PARAM.search(name):
+        if value and is_secret_param(name):
             found += [value, quote(value, safe="")]
     for name, value in (headers or {}).items():
         if name.lower() in CREDENTIAL_HEADERS and value:
@@ -157,6 +157,12 @@ def scrub(text: str, secrets: list[str]) -> str:
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "…")
     return text
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of ``url``: credentials given for one origin go to no other."""
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
 
 
 def host_of(url: str) -> str:

@@ -36,6 +36,7 @@ from .http import (
     display_url,
     error_for_exception,
     error_for_status,
+    origin_of,
     request_secrets,
 )
 
@@ -90,11 +91,6 @@ def _header_text(value: str) -> str:
         return value.encode("latin-1").decode("utf-8")
     except UnicodeError:  # not UTF-8 after all (or not Latin-1 text): as it came
         return value
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
 
 
 def _request_target(url: str) -> str:
@@ -176,7 +172,7 @@ class BodyStream:
                 return ResponseHead(url, response.status, response.headers)
             self.close()
             next_url = urljoin(url, location)
-            if _origin(next_url) != _origin(url):
+            if origin_of(next_url) != origin_of(url):
                 # Tokens are for the host they were given to, never for a CDN it points at.
                 headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
             url = next_url
